@@ -1,0 +1,1 @@
+"""detector_np: the CRAFT text detector and its LinkRefiner in pure NumPy + Numba."""
