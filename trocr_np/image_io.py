@@ -1,0 +1,245 @@
+"""Image loading for the OCR pipeline: any source -> upright 8-bit RGB PIL pages.
+
+    load_image(src)  -> PIL.Image (RGB)          first page
+    load_pages(src)  -> list[PIL.Image] (RGB)    one page per frame of a multi-frame TIFF
+
+`src` is a path (str / os.PathLike), bytes, a binary file-like object, a PIL
+image or a NumPy array (uint8 / uint16 / other ints / bool / float; HxW or
+HxWx{1,3,4}, channels in RGB(A) order).
+
+What gets normalised, and why:
+- EXIF orientation is applied (phones store portrait photos as landscape pixels
+  plus a rotation tag; the detector and the recogniser need upright text).
+- Transparent images (LA, RGBA, P with transparency) are composited on WHITE.
+  Fully transparent pixels usually store black (0, 0, 0, 0), so simply dropping
+  alpha turns the background black and dark ink on a transparent background
+  (scans cut out, signatures, screenshots) disappears. Documents are dark ink on
+  light paper, which is what CRAFT and TrOCR were trained on.
+  (CRAFT's reference `loadImage` drops alpha instead; our detector parity tests
+  feed RGB images, so this does not affect them.)
+- 16-bit data (I;16*, uint16, and PIL's 32-bit "I" mode, which is how PIL
+  represents 16-bit PNG/TIFF samples) is SCALED to 8 bits with round(x / 257)
+  (65535 -> 255), not clipped: clipping would turn almost every pixel white.
+- Float data ("F" mode, float arrays) is taken as [0, 1] when its maximum is
+  <= 1, else as [0, 255]; NaN/inf is an error.
+
+Every failure is an `ImageError` (a ValueError) naming the source: corrupt or
+unidentifiable data, truncated files (PIL is never allowed to fill in the
+missing part: `ImageFile.LOAD_TRUNCATED_IMAGES` is forced False while we load
+and every frame is fully decoded with `load()`), empty files, zero-size images
+and images over the pixel limit (decompression bombs: a few-KB PNG can declare
+gigapixels). A missing path raises FileNotFoundError.
+
+References: Pillow `ImageOps.exif_transpose`, `Image.DecompressionBombError`,
+`ImageFile.LOAD_TRUNCATED_IMAGES`; CRAFT-pytorch `imgproc.loadImage`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, ImageSequence
+
+# Default pixel limit per page (width * height). 100 MP is an A4 page scanned at
+# ~1200 dpi; CRAFT would need >50 GB of activations for a page like that anyway.
+MAX_PIXELS = 100_000_000
+
+# Formats whose frames are pages. Other multi-frame formats (GIF, APNG, WebP
+# animations) are animations: we take their first frame, like CRAFT's loadImage.
+_PAGED_FORMATS = {"TIFF"}
+
+_pil_lock = threading.Lock()  # guards the temporary changes to PIL's globals
+
+
+class ImageError(ValueError):
+    """An image that cannot be read: corrupt, truncated, empty, zero-size or too large."""
+
+
+def load_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """First page of `src` as an upright RGB PIL image (see module docstring)."""
+    return load_pages(src, max_pixels=max_pixels, first_only=True)[0]
+
+
+def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False) -> list[Image.Image]:
+    """All pages of `src` (one per frame of a multi-frame TIFF) as upright RGB PIL images.
+
+    max_pixels: limit on width*height per page (None: no limit; beware memory).
+    """
+    name = _describe(src)
+    if isinstance(src, np.ndarray):
+        return [_check_size(array_to_rgb(src, name), name, max_pixels)]
+    data = None if isinstance(src, Image.Image) else _read_bytes(src, name)
+    try:
+        with _pil_guard(max_pixels):
+            im = src if data is None else Image.open(io.BytesIO(data))
+            return _pages_from_pil(im, name, max_pixels, first_only)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: image too large ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
+            MemoryError, OverflowError, ZeroDivisionError) as e:
+        # Pillow's decoders signal corrupt/truncated data with all of these.
+        raise ImageError(f"{name}: corrupt or truncated image ({type(e).__name__}: {e})") from None
+
+
+def _describe(src) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, np.ndarray):
+        return f"<array {src.shape} {src.dtype}>"
+    if isinstance(src, Image.Image):
+        return f"<PIL image {src.mode} {src.size[0]}x{src.size[1]}>"
+    return str(getattr(src, "name", None) or f"<{type(src).__name__}>")
+
+
+def _read_bytes(src, name: str) -> bytes:
+    if isinstance(src, (str, os.PathLike)):
+        p = Path(src)
+        if not p.exists():
+            raise FileNotFoundError(f"{name}: no such file")
+        if p.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        data = p.read_bytes()
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif hasattr(src, "read"):
+        data = src.read()
+        if isinstance(data, str):
+            raise ImageError(f"{name}: file object opened in text mode; open it with 'rb'")
+    else:
+        raise ImageError(f"{name}: unsupported image source type {type(src).__name__} "
+                         "(expected a path, bytes, a binary file object, a PIL image or an ndarray)")
+    if len(data) == 0:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    return data
+
+
+@contextlib.contextmanager
+def _pil_guard(max_pixels):
+    """Load strictly: no silent completion of truncated files, our own pixel limit.
+
+    PIL's bomb check (MAX_IMAGE_PIXELS) is a process-wide global; we raise it to
+    at least our limit for the duration (our own check in `_check_size` is the
+    one that decides) and turn its warning into silence (we raise instead).
+    """
+    with _pil_lock:
+        old_trunc, old_max = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        if max_pixels is None:
+            Image.MAX_IMAGE_PIXELS = None
+        elif old_max is not None and old_max < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = old_trunc, old_max
+
+
+def _check_size(im: Image.Image, name: str, max_pixels) -> Image.Image:
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{name}: zero-size image ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(f"{name}: image too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; "
+                         "possible decompression bomb; raise max_pixels to allow it)")
+    return im
+
+
+def _pages_from_pil(im: Image.Image, name, max_pixels, first_only) -> list[Image.Image]:
+    paged = (im.format or "") in _PAGED_FORMATS and getattr(im, "n_frames", 1) > 1 and not first_only
+    frames = ImageSequence.Iterator(im) if paged else [im]
+    pages = []
+    for i, frame in enumerate(frames):
+        fname = f"{name} (page {i + 1})" if paged else name
+        _check_size(frame, fname, max_pixels)  # header size, before decoding any pixels
+        frame.load()  # decode now: truncation/corruption errors surface here, not later
+        pages.append(_check_size(to_rgb(_exif_upright(frame, fname), fname), fname, max_pixels))
+    if not pages:
+        raise ImageError(f"{name}: image has no frames")
+    return pages
+
+
+def _exif_upright(im: Image.Image, name: str) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as e:  # malformed EXIF must not lose a readable image
+        warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=3)
+        return im
+
+
+def to_rgb(im: Image.Image, name: str = "image") -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (transparency composited on white, 16-bit scaled)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im.copy()
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        return to_rgb(im, name)
+    if mode in ("1", "L"):
+        return im.convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBa", "RGBA"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im).convert("RGB")
+    if mode in ("CMYK", "YCbCr", "HSV", "RGBX"):
+        return im.convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return array_to_rgb(np.asarray(im), name, sixteen_bit=mode != "F")
+    try:  # LAB and anything newer: let Pillow try
+        return im.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageError(f"{name}: unsupported image mode {mode!r} ({e})") from None
+
+
+def array_to_rgb(a: np.ndarray, name: str = "array", sixteen_bit: bool | None = None) -> Image.Image:
+    """(H, W) or (H, W, 1|3|4) array -> RGB PIL image.
+
+    uint8 as is; uint16 (and PIL's int "I" data) scaled by 1/257; bool -> 0/255;
+    float in [0, 1] (max <= 1) or [0, 255]; RGBA composited on white.
+    """
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise ImageError(f"{name}: unsupported array shape {a.shape} (expected HxW or HxWx1/3/4)")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageError(f"{name}: zero-size image ({a.shape[1]}x{a.shape[0]})")
+    a = _to_uint8(a, name, sixteen_bit)
+    if a.ndim == 2:
+        return Image.fromarray(a, "L").convert("RGB")
+    if a.shape[2] == 4:
+        return to_rgb(Image.fromarray(a, "RGBA"), name)
+    return Image.fromarray(a, "RGB")
+
+
+def _to_uint8(a: np.ndarray, name: str, sixteen_bit: bool | None) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise ImageError(f"{name}: float image contains NaN or infinity")
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+        return np.rint(np.clip(a.astype(np.float64) * scale, 0, 255)).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        if sixteen_bit is None:  # plain integer arrays: 8-bit data stays, wider data is 16-bit
+            sixteen_bit = a.dtype.itemsize >= 2 and (a.dtype == np.uint16 or a.max() > 255)
+        if sixteen_bit:
+            # round(x * 255 / 65535) == round(x / 257): 0 -> 0, 65535 -> 255, linear in between
+            x = np.clip(a.astype(np.int64), 0, 65535)
+            return ((x * 2 + 257) // 514).astype(np.uint8)
+        return np.clip(a, 0, 255).astype(np.uint8)
+    raise ImageError(f"{name}: unsupported array dtype {a.dtype}")
