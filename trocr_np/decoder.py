@@ -1,0 +1,226 @@
+"""TrOCR text decoder (BART-style post-LN transformer) with an explicit KV cache.
+
+    ids (B, T) -> embed * scale + positions -> [LN_emb] -> layers -> logits (B, T, V)
+
+Each layer: x = LN(x + self_attn(x)); x = LN(x + cross_attn(x, enc)); x = LN(x + ffn(x)),
+every LayerNorm with eps 1e-5 (hard-coded in HF, not in the config), no final LayerNorm.
+Self-attention K/V live in a cache preallocated to `max_len`; cross-attention K/V are computed
+once per image in `init_cache`. Params are keyed by on-disk names
+(`decoder.model.decoder.layers.0.self_attn.q_proj.weight`, ...).
+
+References: transformers 5.24 `models/trocr/modeling_trocr.py`,
+`models/vision_encoder_decoder/modeling_vision_encoder_decoder.py` (enc_to_dec_proj);
+../shared/reference/trocr.md section 2.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encoder import linear
+from .kernels import attend_one, bias_act_, layer_norm, softmax_
+
+DEC_LN_EPS = 1e-5
+_P = "decoder.model.decoder."
+
+
+@dataclass
+class KVCache:
+    """Per layer: self_k/self_v (B, H, T_max, hd), cross_k/cross_v (B, H, S, hd).
+    Rows [0, length) of self_k/self_v are filled."""
+    self_k: list
+    self_v: list
+    cross_k: list
+    cross_v: list
+    length: int = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.self_k[0].shape[2] if self.self_k else 0
+
+
+@functools.lru_cache(maxsize=8)
+def sinusoidal_table(n, dim, padding_idx):
+    """(n, dim) fairseq/tensor2tensor table: row p = [sin(p f), cos(p f)] concatenated (not
+    interleaved), f_i = exp(-i ln(10000) / (half - 1)); odd dim gets a zero column; the padding
+    row is zero. Computed in float32 like HF, which generates it instead of storing it."""
+    half = dim // 2
+    freq = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(10000) / (half - 1)))
+    ang = np.arange(n, dtype=np.float32)[:, None] * freq[None, :]
+    t = np.concatenate([np.sin(ang), np.cos(ang)], axis=1)
+    if dim % 2:
+        t = np.concatenate([t, np.zeros((n, 1), np.float32)], axis=1)
+    t[padding_idx] = 0
+    t.setflags(write=False)
+    return t
+
+
+def positions(params, cfg, input_ids, start):
+    """(B, T) ids -> (B, T, D) position embeddings for absolute positions start .. start+T-1."""
+    d = cfg.decoder
+    B, T = input_ids.shape
+    if d.use_learned_position_embeddings:
+        table = params[_P + "embed_positions.weight"]
+        if start + T + 2 > table.shape[0]:
+            raise ValueError(f"decoder position {start + T - 1} exceeds max_position_embeddings="
+                             f"{d.max_position_embeddings}")
+        return np.broadcast_to(table[start + 2:start + T + 2], (B, T, table.shape[1]))  # offset 2
+    # Sinusoidal: pads map to the zero row; real tokens count from padding_idx + 1, shifted by
+    # the cache length (HF create_position_ids_from_input_ids).
+    pad = d.pad_token_id
+    mask = (input_ids != pad).astype(np.int64)
+    pos = (np.cumsum(mask, axis=1) + start) * mask + pad
+    table = sinusoidal_table(max(int(pos.max()) + 1, d.max_position_embeddings + pad + 1), d.d_model, pad)
+    return table[pos]
+
+
+def embed(params, cfg, input_ids, start):
+    """(B, T) int -> (B, T, D): token embedding * scale + positions, then optional LayerNorm."""
+    d = cfg.decoder
+    x = params[_P + "embed_tokens.weight"][input_ids]               # (B, T, D) (a copy)
+    if d.scale_embedding:
+        x *= np.float32(math.sqrt(d.d_model))
+    x += positions(params, cfg, input_ids, start)
+    if d.layernorm_embedding:
+        x = layer_norm(x, params[_P + "layernorm_embedding.weight"], params[_P + "layernorm_embedding.bias"],
+                       DEC_LN_EPS)
+    return x
+
+
+def _split_heads(x, n_head):
+    """(B, T, D) -> (B, H, T, hd)"""
+    B, T, D = x.shape
+    return x.reshape(B, T, n_head, D // n_head).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(x):
+    """(B, H, T, hd) -> (B, T, D)"""
+    B, H, T, hd = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * hd)
+
+
+def attention(q, k, v, causal_offset=None):
+    """Readable attention. q (B, H, T, hd) pre-scaled, k/v (B, H, L, hd) -> (B, H, T, hd), probs.
+    causal_offset=c: query t sits at absolute position c + t and sees keys 0 .. c + t."""
+    s = q @ k.transpose(0, 1, 3, 2)                                # (B, H, T, L)
+    if causal_offset is not None:
+        T, L = s.shape[-2:]
+        future = np.arange(L)[None, :] > (causal_offset + np.arange(T))[:, None]
+        s[..., future] = -np.inf
+    p = softmax_(s)
+    return p @ v, p
+
+
+def init_cache(params, cfg, encoder_hidden_states, max_len):
+    """Preallocate the self-attention cache and compute every layer's cross-attention K/V once.
+
+    encoder_hidden_states (B, S, D_enc) -> KVCache (self: (B, H, max_len, hd), cross: (B, H, S, hd))
+    """
+    d = cfg.decoder
+    enc = np.asarray(encoder_hidden_states, dtype=np.float32)
+    if cfg.has_enc_to_dec_proj:
+        enc = linear(enc, params["enc_to_dec_proj.weight"], params["enc_to_dec_proj.bias"])
+    B, S, _ = enc.shape
+    H = d.decoder_attention_heads
+    hd = d.d_model // H
+    cache = KVCache([], [], [], [])
+    for i in range(d.decoder_layers):
+        a = f"{_P}layers.{i}.encoder_attn."
+        for name, dst in (("k_proj", cache.cross_k), ("v_proj", cache.cross_v)):
+            t = linear(enc, params[a + name + ".weight"], params[a + name + ".bias"])
+            dst.append(np.ascontiguousarray(_split_heads(t, H)))
+        cache.self_k.append(np.zeros((B, H, max_len, hd), np.float32))
+        cache.self_v.append(np.zeros((B, H, max_len, hd), np.float32))
+    return cache
+
+
+def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
+    """One post-LN layer on the T new positions. x (B, T, D) -> (B, T, D) [, cross probs (B, H, T, S)]"""
+    d = cfg.decoder
+    H = d.decoder_attention_heads
+    B, T, D = x.shape
+    hd = D // H
+    scale = np.float32(hd ** -0.5)
+    p = f"{_P}layers.{i}."
+    n0, n1 = cache.length, cache.length + T
+
+    # self-attention: write the new K/V into the cache, attend causally over [0, n1)
+    a = p + "self_attn."
+    q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale  # HF scales q
+    cache.self_k[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "k_proj.weight"], params[a + "k_proj.bias"]), H)
+    cache.self_v[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "v_proj.weight"], params[a + "v_proj.bias"]), H)
+    if T == 1:  # decode step: fused Numba kernel, no mask needed
+        o, _ = attend_one(q.reshape(B, H, hd), cache.self_k[i], cache.self_v[i], n1)
+        o = o.reshape(B, 1, D)
+    else:
+        o, _ = attention(_split_heads(q, H), cache.self_k[i][:, :, :n1], cache.self_v[i][:, :, :n1], n0)
+        o = _merge_heads(o)
+    x = layer_norm(x + linear(o, params[a + "out_proj.weight"], params[a + "out_proj.bias"]),
+                   params[p + "self_attn_layer_norm.weight"], params[p + "self_attn_layer_norm.bias"], DEC_LN_EPS)
+
+    # cross-attention over the encoder states (K/V precomputed), no mask
+    a = p + "encoder_attn."
+    q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale
+    ck, cv = cache.cross_k[i], cache.cross_v[i]
+    if T == 1:
+        o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2])
+        o, probs = o.reshape(B, 1, D), probs[:, :, None, :]
+    else:
+        o, probs = attention(_split_heads(q, H), ck, cv)
+        o = _merge_heads(o)
+    x = layer_norm(x + linear(o, params[a + "out_proj.weight"], params[a + "out_proj.bias"]),
+                   params[p + "encoder_attn_layer_norm.weight"], params[p + "encoder_attn_layer_norm.bias"],
+                   DEC_LN_EPS)
+
+    # feed-forward
+    h = bias_act_(x @ params[p + "fc1.weight"].T, params[p + "fc1.bias"], d.activation_function)
+    x = layer_norm(x + linear(h, params[p + "fc2.weight"], params[p + "fc2.bias"]),
+                   params[p + "final_layer_norm.weight"], params[p + "final_layer_norm.bias"], DEC_LN_EPS)
+    return x, (probs if output_attentions else None)
+
+
+def output_weight(params, cfg):
+    """(V, D) output projection: embed_tokens when the decoder ties them (key absent on disk)."""
+    if cfg.decoder.tie_word_embeddings:
+        return params[_P + "embed_tokens.weight"]
+    return params["decoder.output_projection.weight"]
+
+
+def decoder_forward(params, cfg, input_ids, cache, output_attentions=False):
+    """(B, T) int ids at positions cache.length .. +T-1 -> logits (B, T, V) float32.
+
+    Advances cache.length by T. With output_attentions, also returns the cross-attention
+    probabilities per layer, each (B, H, T, S)."""
+    input_ids = np.asarray(input_ids, dtype=np.int64)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be (B, T), got shape {input_ids.shape}")
+    B, T = input_ids.shape
+    if cache.self_k and cache.self_k[0].shape[0] != B:
+        raise ValueError(f"input_ids batch {B} does not match the cache batch {cache.self_k[0].shape[0]}")
+    if cache.length + T > cache.max_len:
+        raise ValueError(f"KV cache full: length {cache.length} + {T} new tokens > max_len {cache.max_len}")
+    V = cfg.decoder.vocab_size
+    if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= V):
+        raise ValueError(f"token id out of range [0, {V})")
+    x = embed(params, cfg, input_ids, cache.length)
+    cross = []
+    for i in range(cfg.decoder.decoder_layers):
+        x, probs = decoder_layer(params, cfg, i, x, cache, output_attentions)
+        cross.append(probs)
+    cache.length += T
+    logits = x @ output_weight(params, cfg).T                       # (B, T, V), no bias
+    return (logits, cross) if output_attentions else logits
+
+
+def reorder_cache(cache, index):
+    """In place: batch row b of every cache tensor <- row index[b] (beam search)."""
+    index = np.asarray(index, dtype=np.int64)
+    for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v):
+        for j, t in enumerate(lst):
+            if len(index) == t.shape[0]:
+                t[...] = t[index]  # keep the same (contiguous) buffer
+            else:  # the batch changes size (e.g. expanding images to beams)
+                lst[j] = np.ascontiguousarray(t[index])

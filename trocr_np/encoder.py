@@ -1,0 +1,105 @@
+"""ViT / DeiT image encoder (pre-LN transformer), as plain functions over HF-named params.
+
+    pixels (B, C, H, W) -> patches (B, N, C*ph*pw) -> tokens (B, S, D) -> last_hidden_state (B, S, D)
+
+S = N + 1 (ViT: CLS) or N + 2 (DeiT: CLS + distillation token). Params are keyed by the
+checkpoint's on-disk names, e.g. `encoder.encoder.layer.0.attention.attention.query.weight`
+(transformers 5.x renames these in memory but not on disk). Linear weights keep torch's
+(out, in) layout and are applied as `x @ w.T`.
+
+References: transformers 5.24 `models/vit/modeling_vit.py`, `models/deit/modeling_deit.py`;
+../shared/reference/trocr.md section 2.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import bias_act_, layer_norm, softmax_
+
+
+def linear(x, w, b=None):
+    """(..., in) @ (out, in).T + (out,) -> (..., out)"""
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def patchify(pixel_values, patch_size):
+    """(B, C, H, W) -> (B, gh*gw, C*ph*pw): row-major patches, each flattened in (C, kh, kw) order,
+    so that `patches @ W.reshape(D, -1).T` equals the stride-`patch` Conv2d."""
+    B, C, H, W = pixel_values.shape
+    ph, pw = patch_size
+    gh, gw = H // ph, W // pw
+    x = pixel_values[:, :, :gh * ph, :gw * pw]  # Conv2d drops a ragged border
+    x = x.reshape(B, C, gh, ph, gw, pw).transpose(0, 2, 4, 1, 3, 5)  # (B, gh, gw, C, ph, pw)
+    return np.ascontiguousarray(x).reshape(B, gh * gw, C * ph * pw)
+
+
+def embeddings(params, cfg, pixel_values):
+    """(B, C, H, W) -> (B, S, D): patch projection, [CLS, (distillation)] prepended, + positions."""
+    e = cfg.encoder
+    p = "encoder.embeddings."
+    B, C, H, W = pixel_values.shape
+    if C != e.num_channels:
+        raise ValueError(f"pixel_values has {C} channels, the encoder expects num_channels={e.num_channels}")
+    if (H, W) != tuple(e.image_size):
+        # HF raises here too unless interpolate_pos_encoding=True, which we do not implement.
+        raise ValueError(f"pixel_values size ({H}*{W}) does not match the encoder image_size "
+                         f"({e.image_size[0]}*{e.image_size[1]})")
+    w = params[p + "patch_embeddings.projection.weight"]              # (D, C, ph, pw)
+    x = linear(patchify(pixel_values, e.patch_size), w.reshape(w.shape[0], -1),
+               params[p + "patch_embeddings.projection.bias"])      # (B, N, D)
+    D = x.shape[-1]
+    prefix = [params[p + "cls_token"]]
+    if e.model_type == "deit":
+        prefix.append(params[p + "distillation_token"])
+    prefix = np.concatenate([np.broadcast_to(t, (B, 1, D)) for t in prefix], axis=1)
+    x = np.concatenate([prefix.astype(np.float32), x], axis=1)     # (B, S, D)
+    x += params[p + "position_embeddings"]
+    return x
+
+
+def self_attention(params, p, x, n_head, qkv_bias, output_attentions=False):
+    """Bidirectional multi-head attention, no mask. x (B, S, D) -> (B, S, D) [, probs (B, H, S, S)]"""
+    B, S, D = x.shape
+    hd = D // n_head
+    a = p + "attention.attention."
+
+    def heads(name):  # (B, S, D) -> (B, H, S, hd)
+        b = params[a + name + ".bias"] if qkv_bias else None
+        return linear(x, params[a + name + ".weight"], b).reshape(B, S, n_head, hd).transpose(0, 2, 1, 3)
+
+    q, k, v = heads("query"), heads("key"), heads("value")
+    scores = q @ k.transpose(0, 1, 3, 2)                            # (B, H, S, S)
+    scores *= np.float32(hd ** -0.5)  # HF scales the scores, not q (ViT eager_attention_forward)
+    probs = softmax_(scores)
+    o = (probs @ v).transpose(0, 2, 1, 3).reshape(B, S, D)          # (B, S, D)
+    o = linear(o, params[p + "attention.output.dense.weight"], params[p + "attention.output.dense.bias"])
+    return o, (probs if output_attentions else None)
+
+
+def encoder_layer(params, cfg, i, x, output_attentions=False):
+    """Pre-LN block: x += attn(LN(x)); x += fc2(act(fc1(LN(x)))). (B, S, D) -> (B, S, D)"""
+    e = cfg.encoder
+    p = f"encoder.encoder.layer.{i}."
+    h = layer_norm(x, params[p + "layernorm_before.weight"], params[p + "layernorm_before.bias"], e.layer_norm_eps)
+    a, probs = self_attention(params, p, h, e.num_attention_heads, e.qkv_bias, output_attentions)
+    x = x + a
+    h = layer_norm(x, params[p + "layernorm_after.weight"], params[p + "layernorm_after.bias"], e.layer_norm_eps)
+    h = bias_act_(h @ params[p + "intermediate.dense.weight"].T, params[p + "intermediate.dense.bias"],
+                  e.hidden_act)                                     # (B, S, F)
+    x += linear(h, params[p + "output.dense.weight"], params[p + "output.dense.bias"])
+    return x, probs
+
+
+def encoder_forward(params, cfg, pixel_values, output_attentions=False):
+    """(B, C, H, W) float32 -> last_hidden_state (B, S, D) [, attentions: list of (B, H, S, S)]"""
+    x = embeddings(params, cfg, np.asarray(pixel_values, dtype=np.float32))
+    attentions = []
+    for i in range(cfg.encoder.num_hidden_layers):
+        x, probs = encoder_layer(params, cfg, i, x, output_attentions)
+        attentions.append(probs)
+    x = layer_norm(x, params["encoder.layernorm.weight"], params["encoder.layernorm.bias"],
+                   cfg.encoder.layer_norm_eps)
+    return (x, attentions) if output_attentions else x
