@@ -1,0 +1,117 @@
+"""Crop a (possibly rotated) quadrilateral text region to an upright strip.
+
+    crop_quad(image, quad, margin=0.0) -> (h, w, C) uint8
+
+A detector box is 4 points TL, TR, BR, BL in image coordinates; on a rotated
+page it is a rotated rectangle (or, after perspective, any convex quad). The
+recogniser wants an upright line, so we solve the 3x3 homography that maps the
+output strip's rectangle onto the quad and sample the image through it with
+bilinear interpolation (the NumPy equivalent of OpenCV's
+getPerspectiveTransform + warpPerspective(INTER_LINEAR), without OpenCV).
+
+Coordinates are continuous pixel-edge coordinates, like PIL's `crop` box:
+pixel (i, j) covers [j, j+1) x [i, i+1) and its centre is (j + 0.5, i + 0.5).
+So an axis-aligned quad with integer corners (x0, y0)-(x1, y1) gives exactly
+`image[y0:y1, x0:x1]`.
+
+References: Hartley & Zisserman, "Multiple View Geometry", DLT (sec. 4.1);
+OpenCV `imgproc/src/imgwarp.cpp` (getPerspectiveTransform, warpPerspective).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def quad_size(quad) -> tuple[int, int]:
+    """(height, width) of the upright strip for `quad` (4, 2): the longer of each pair of opposite sides."""
+    q = np.asarray(quad, np.float64)
+    w = max(np.hypot(*(q[1] - q[0])), np.hypot(*(q[2] - q[3])))
+    h = max(np.hypot(*(q[3] - q[0])), np.hypot(*(q[2] - q[1])))
+    return max(1, int(round(h))), max(1, int(round(w)))
+
+
+def perspective_transform(src, dst) -> np.ndarray:
+    """3x3 homography H with H @ [x, y, 1] ~ [u, v, 1] for the 4 point pairs src (4, 2) -> dst (4, 2).
+
+    Direct linear transform with h33 = 1: two equations per point,
+        u = (h11 x + h12 y + h13) / (h31 x + h32 y + 1)
+        v = (h21 x + h22 y + h23) / (h31 x + h32 y + 1)
+    an 8x8 system (what cv2.getPerspectiveTransform solves).
+    """
+    src = np.asarray(src, np.float64).reshape(4, 2)
+    dst = np.asarray(dst, np.float64).reshape(4, 2)
+    A = np.zeros((8, 8))
+    b = np.zeros(8)
+    for i, ((x, y), (u, v)) in enumerate(zip(src, dst)):
+        A[2 * i] = [x, y, 1, 0, 0, 0, -u * x, -u * y]
+        A[2 * i + 1] = [0, 0, 0, x, y, 1, -v * x, -v * y]
+        b[2 * i], b[2 * i + 1] = u, v
+    try:
+        h = np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"degenerate quadrilateral (3 or more collinear points): {src.tolist()}") from None
+    return np.append(h, 1.0).reshape(3, 3)
+
+
+def warp_perspective(image, H_inv, out_shape, border="replicate", fill=255) -> np.ndarray:
+    """Sample `image` (h, w[, C]) at H_inv @ (u, v, 1) for each output pixel index (v, u) -> out_shape[:2] (+ C).
+
+    H_inv maps OUTPUT pixel indices to INPUT pixel indices (centres at integers),
+    i.e. cv2.warpPerspective(..., flags=WARP_INVERSE_MAP) semantics. Bilinear;
+    samples outside the image take the nearest edge pixel (border="replicate")
+    or the value `fill` (border="constant"). Returns uint8 for uint8 input.
+    """
+    img = np.asarray(image)
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[:, :, None]
+    H, W, C = img.shape
+    oh, ow = out_shape[:2]
+    v, u = np.mgrid[0:oh, 0:ow].astype(np.float64)
+    den = H_inv[2, 0] * u + H_inv[2, 1] * v + H_inv[2, 2]
+    sx = (H_inv[0, 0] * u + H_inv[0, 1] * v + H_inv[0, 2]) / den     # (oh, ow) source column
+    sy = (H_inv[1, 0] * u + H_inv[1, 1] * v + H_inv[1, 2]) / den     # (oh, ow) source row
+    x0 = np.floor(sx).astype(np.int64)
+    y0 = np.floor(sy).astype(np.int64)
+    ax = (sx - x0)[..., None]                                       # (oh, ow, 1) weight of column x0+1
+    ay = (sy - y0)[..., None]
+    src = img.astype(np.float32)
+
+    def tap(yy, xx):  # (oh, ow, C) pixels at integer positions, with the border rule applied
+        inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+        px = src[np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)]
+        if border == "constant":
+            px = np.where(inside[..., None], px, np.float32(fill))
+        elif border != "replicate":
+            raise ValueError(f"border must be 'replicate' or 'constant', got {border!r}")
+        return px
+
+    top = tap(y0, x0) * (1 - ax) + tap(y0, x0 + 1) * ax
+    bot = tap(y0 + 1, x0) * (1 - ax) + tap(y0 + 1, x0 + 1) * ax
+    out = top * (1 - ay) + bot * ay                                  # (oh, ow, C)
+    if img.dtype == np.uint8:
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out[:, :, 0] if squeeze else out
+
+
+def crop_quad(image, quad, margin: float = 0.0, border="replicate", fill=255, size=None) -> np.ndarray:
+    """Upright strip (h, w[, C]) of the region `quad` (4, 2: TL, TR, BR, BL) of `image`.
+
+    margin: extra context on every side, as a fraction of the strip height
+            (the quad is extended along its own sides, so rotated boxes stay rotated).
+    size:   (h, w) to force the output size; default `quad_size(quad)`.
+    """
+    img = np.asarray(image)
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    if not np.all(np.isfinite(q)):
+        raise ValueError(f"quad has non-finite coordinates: {q.tolist()}")
+    h, w = size if size is not None else quad_size(q)
+    # Homography strip -> image in edge coordinates: strip corners (0,0),(w,0),(w,h),(0,h) -> quad.
+    rect = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    H = perspective_transform(rect, q)
+    m = int(round(margin * h))
+    # Output pixel index (v, u) has centre (u + 0.5 - m, v + 0.5 - m) in strip edge coordinates;
+    # its image position minus 0.5 is the source pixel index. Fold both shifts into H.
+    to_strip = np.array([[1, 0, 0.5 - m], [0, 1, 0.5 - m], [0, 0, 1]])
+    to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
+    return warp_perspective(img, to_index @ H @ to_strip, (h + 2 * m, w + 2 * m), border=border, fill=fill)
