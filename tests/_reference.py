@@ -1,0 +1,86 @@
+"""The reference CRAFT code, imported in the test process: EasyOCR's own modules and craft-text-detector's RefineNet.
+
+`import easyocr` runs `easyocr/__init__.py`, which imports the recogniser and torchvision's
+transforms; we need none of that. So the modules are loaded from EasyOCR's folder under a private
+package name (`_ref_easyocr.craft`, `_ref_easyocr.craft_utils`, `_ref_easyocr.imgproc`), and our
+torchvision stand-in (`tests/stubs/torchvision`) is visible in `sys.modules` only during those
+imports: afterwards no other test (nor transformers' "is torchvision available" probe) sees it.
+EasyOCR 1.7.2 ships no RefineNet; craft-text-detector 0.4.3 (installed with --no-deps) has
+clovaai's `refinenet.py`, loaded the same way.
+
+Usage: `ref = reference()` -> namespace with CRAFT, RefineNet, craft_utils, imgproc, torch, cv2.
+Tests call `pytest.importorskip`-style `require_reference()` so a missing reference stack skips.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+STUBS = Path(__file__).parent / "stubs"
+
+
+@contextlib.contextmanager
+def _stub_modules(names):
+    """Temporarily import our stand-ins (e.g. torchvision) into sys.modules, removing them afterwards."""
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in names}
+    for k in saved:
+        del sys.modules[k]
+    sys.path.insert(0, str(STUBS))
+    try:
+        for n in names:
+            importlib.import_module(n)
+        yield
+    finally:
+        sys.path.remove(str(STUBS))
+        for k in [k for k in sys.modules if k.split(".")[0] in names]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def _private_package(alias: str, real: str) -> None:
+    """Register `alias` as a package whose submodules are the files of the installed package `real`."""
+    spec = importlib.util.find_spec(real)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{real} is not installed")
+    pkg = types.ModuleType(alias)
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules[alias] = pkg
+
+
+@functools.lru_cache(maxsize=None)
+def reference() -> types.SimpleNamespace:
+    import cv2
+    import torch
+
+    with _stub_modules(["torchvision"]):
+        _private_package("_ref_easyocr", "easyocr")
+        craft = importlib.import_module("_ref_easyocr.craft")
+        craft_utils = importlib.import_module("_ref_easyocr.craft_utils")
+        imgproc = importlib.import_module("_ref_easyocr.imgproc")
+        # craft-text-detector imports itself by absolute name: give it a bare package while importing
+        saved = sys.modules.pop("craft_text_detector", None)
+        try:
+            _private_package("craft_text_detector", "craft_text_detector")
+            refinenet = importlib.import_module("craft_text_detector.models.refinenet")
+        finally:
+            for k in [k for k in sys.modules if k.split(".")[0] == "craft_text_detector"]:
+                del sys.modules[k]
+            if saved is not None:
+                sys.modules["craft_text_detector"] = saved
+    return types.SimpleNamespace(CRAFT=craft.CRAFT, RefineNet=refinenet.RefineNet, craft_utils=craft_utils,
+                                 imgproc=imgproc, torch=torch, cv2=cv2)
+
+
+def require_reference() -> types.SimpleNamespace:
+    """`reference()`, or skip the test when the reference stack (torch, cv2, easyocr, craft-text-detector) is absent."""
+    import pytest
+
+    try:
+        return reference()
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        pytest.skip(f"reference CRAFT stack not available: {e}")
