@@ -54,6 +54,10 @@ class CheckpointError(ValueError):
     """
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle asked for a Python global we do not admit (it may be malicious)."""
+
+
 # ----------------------------------------------------------------------------
 # safetensors
 
@@ -347,7 +351,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except (KeyError, TypeError):
-            raise CheckpointError(f"{self._file}: refusing to load global {module}.{name}: only tensors and plain "
+            raise UnsafeCheckpointError(f"{self._file}: refusing to load global {module}.{name}: only tensors and plain "
                                   "containers are allowed in a checkpoint (the file may be malicious)") from None
 
     def persistent_load(self, pid):
@@ -494,6 +498,8 @@ def _load_torch_legacy(path: Path):
     with open(path, "rb") as f:
         try:
             magic = _unpickle(f, path, what="legacy magic number")
+        except UnsafeCheckpointError:
+            raise
         except CheckpointError:
             magic = None
         if magic != _LEGACY_MAGIC:
