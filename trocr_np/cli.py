@@ -71,7 +71,18 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_convert(args) -> int:
-    raise NotImplementedError("convert")
+    from .checkpoint import load_safetensors
+    from .convert import convert_trocr
+
+    dst = convert_trocr(args.src, args.dst, dtype=args.dtype)
+    out = dst / "model.safetensors"
+    n = len(load_safetensors(out))
+    files = sorted(p.name for p in dst.iterdir() if p.is_file() and p.name != "model.safetensors")
+    print(f"wrote {out}: {n} tensors, {args.dtype}, {out.stat().st_size / 1e6:.1f} MB")
+    print(f"copied {', '.join(files)}")
+    if not any(f in files for f in ("tokenizer.json", "vocab.json")):
+        print("note: no tokenizer in the source folder; recognition will return token ids only")
+    return 0
 
 
 def _cmd_recognize(args) -> int:

@@ -1,0 +1,168 @@
+"""Hugging Face TrOCR checkpoint folder -> trocr-np folder, without torch.
+
+The output keeps the HF on-disk tensor names unchanged, so this is a copy plus a
+short table of exceptions, checked against the shapes the config implies
+(`trocr_np.config.expected_param_shapes`):
+
+  dropped   `encoder.pooler.*`                    ViTModel's pooler; TrOCR never uses it
+            `decoder.output_projection.weight`    when tied: the loader falls back to embed_tokens
+            `...embed_positions._float_tensor`    fairseq-style 1-element dtype probe buffer
+  renamed   transformers 5.x *in-memory* ViT/DeiT names (what `torch.save(model.state_dict())`
+            writes) -> the on-disk names `save_pretrained` and the Hub use, e.g.
+            `encoder.layers.N.attention.q_proj` -> `encoder.encoder.layer.N.attention.attention.query`
+
+Everything else must match the config exactly: a missing tensor, an unexpected
+one or a wrong shape raises CheckpointError naming the file, the tensor and both
+shapes, rather than producing a model that runs and reads garbage.
+
+Output folder: `model.safetensors` (float32, or float16 with dtype="float16";
+metadata records the source file, dtype and trocr-np version) and copies of
+`config.json`, `preprocessor_config.json`, `generation_config.json` (if present)
+and the tokenizer files (`tokenizer.json`, or `vocab.json` + `merges.txt`, plus
+`tokenizer_config.json` / `special_tokens_map.json` when present).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError, load_safetensors, load_torch, save_safetensors
+from .config import expected_param_shapes, load_config
+
+CONFIG_FILES = ("config.json", "preprocessor_config.json")
+OPTIONAL_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+# transformers 5.x in-memory encoder names -> on-disk names (its conversion_mapping.py, reversed).
+_IN_MEMORY_RENAMES = [
+    (re.compile(r"^encoder\.layers\.(\d+)\.attention\.q_proj\."), r"encoder.encoder.layer.\1.attention.attention.query."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.attention\.k_proj\."), r"encoder.encoder.layer.\1.attention.attention.key."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.attention\.v_proj\."), r"encoder.encoder.layer.\1.attention.attention.value."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.attention\.o_proj\."), r"encoder.encoder.layer.\1.attention.output.dense."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.mlp\.fc1\."), r"encoder.encoder.layer.\1.intermediate.dense."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.mlp\.fc2\."), r"encoder.encoder.layer.\1.output.dense."),
+    (re.compile(r"^encoder\.layers\.(\d+)\.(layernorm_before|layernorm_after)\."), r"encoder.encoder.layer.\1.\2."),
+]
+
+
+def find_weights(src: Path) -> Path:
+    """The weights file (or shard index) of an HF folder; safetensors preferred."""
+    for name in WEIGHT_FILES:
+        if (src / name).is_file():
+            return src / name
+    raise FileNotFoundError(f"{src}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def load_hf_weights(path: Path) -> dict[str, np.ndarray]:
+    """Read HF weights from safetensors or a torch pickle, as a flat {name: array}."""
+    if ".safetensors" in path.name:
+        return load_safetensors(path)
+    sd = load_torch(path)
+    for name, value in sd.items():
+        if not isinstance(value, np.ndarray):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor "
+                                  "(expected a flat state dict as save_pretrained writes)")
+    return sd
+
+
+def hf_to_ondisk_names(tensors: dict[str, np.ndarray], tied: bool, learned_positions: bool,
+                       where: Path) -> dict[str, np.ndarray]:
+    """Apply the rename/drop table (module docstring) to HF tensors."""
+    out: dict[str, np.ndarray] = {}
+    for name, arr in tensors.items():
+        if name.startswith("encoder.pooler."):
+            continue
+        if tied and name == "decoder.output_projection.weight":
+            continue
+        if not learned_positions and name.endswith("embed_positions._float_tensor"):
+            continue
+        new = name
+        for pattern, repl in _IN_MEMORY_RENAMES:
+            new = pattern.sub(repl, new)
+        if new in out:
+            raise CheckpointError(f"{where}: tensor {name!r} and another tensor both map to {new!r}")
+        out[new] = arr
+    return out
+
+
+def check_shapes(tensors: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], where: Path) -> None:
+    """Missing, unexpected and wrongly shaped tensors -> CheckpointError naming them."""
+    missing = [k for k in expected if k not in tensors]
+    if missing:
+        k = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{where}: missing tensor {k!r} of shape {expected[k]} required by config.json{more}")
+    unexpected = [k for k in tensors if k not in expected]
+    if unexpected:
+        k = unexpected[0]
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{where}: unexpected tensor {k!r} of shape {tuple(tensors[k].shape)}: config.json "
+                              f"has no place for it{more}")
+    for k, shape in expected.items():
+        if tuple(tensors[k].shape) != tuple(shape):
+            raise CheckpointError(f"{where}: tensor {k!r} has shape {tuple(tensors[k].shape)} but config.json "
+                                  f"implies {tuple(shape)}")
+
+
+def _tokenizer_files(src: Path) -> list[str]:
+    if (src / "tokenizer.json").is_file():
+        return ["tokenizer.json"] + [n for n in ("vocab.json", "merges.txt") if (src / n).is_file()]
+    has_vocab, has_merges = (src / "vocab.json").is_file(), (src / "merges.txt").is_file()
+    if has_vocab and has_merges:
+        return ["vocab.json", "merges.txt"]
+    if has_vocab != has_merges:
+        present, absent = ("vocab.json", "merges.txt") if has_vocab else ("merges.txt", "vocab.json")
+        raise FileNotFoundError(f"{src / absent}: not found, but {present} is there (a byte-level BPE tokenizer "
+                                "needs both, or supply tokenizer.json)")
+    if (src / "sentencepiece.bpe.model").is_file():
+        raise CheckpointError(f"{src / 'sentencepiece.bpe.model'}: sentencepiece tokenizers are not supported yet; "
+                              "supply a tokenizer.json (e.g. saved by the HF fast tokenizer) next to it")
+    return []  # no tokenizer: the model still runs, returning token ids only
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("trocr-np")
+    except Exception:  # not installed (running from a checkout)
+        return "unknown"
+
+
+def convert_trocr(src_dir, dst_dir, dtype: str = "float32") -> Path:
+    """Convert the HF TrOCR folder `src_dir` into a trocr-np folder `dst_dir`; returns dst_dir.
+
+    dtype: "float32" (exact) or "float16" (half the size; floating tensors are
+    cast with numpy's round-to-nearest). Needs no torch, also for .bin files.
+    """
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    src, dst = Path(src_dir), Path(dst_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: source folder not found")
+    for name in CONFIG_FILES:
+        if not (src / name).is_file():
+            raise FileNotFoundError(f"{src / name}: not found (a TrOCR checkpoint folder needs {' and '.join(CONFIG_FILES)})")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: destination is the source folder; choose another folder")
+    cfg = load_config(src)
+    tok_files = _tokenizer_files(src)
+    weights_path = find_weights(src)
+
+    tensors = hf_to_ondisk_names(load_hf_weights(weights_path), tied=cfg.decoder.tie_word_embeddings,
+                                 learned_positions=cfg.decoder.use_learned_position_embeddings,
+                                 where=weights_path)
+    check_shapes(tensors, expected_param_shapes(cfg), weights_path)
+    target = np.dtype(dtype)
+    tensors = {k: (v.astype(target, copy=False) if np.issubdtype(v.dtype, np.floating) else v) for k, v in tensors.items()}
+
+    dst.mkdir(parents=True, exist_ok=True)
+    save_safetensors(tensors, dst / "model.safetensors", metadata={
+        "format": "trocr-np", "source": weights_path.name, "dtype": dtype, "trocr_np_version": _version()})
+    for name in CONFIG_FILES + OPTIONAL_FILES + tuple(tok_files):
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    return dst
