@@ -176,7 +176,7 @@ def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
     buf = np.memmap(path, dtype=np.uint8, mode="r") if entries else None
     out = {}
     for begin, end, name, dt, shape in entries:
-        raw = buf[data_start + begin: data_start + end]
+        raw = np.asarray(buf[data_start + begin: data_start + end])  # plain ndarray view, memmap as its base
         arr = raw.view(_ST_DTYPES[dt]).reshape(shape)
         if dt == "BF16":
             arr = _bf16_to_f32(arr)
