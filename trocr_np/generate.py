@@ -1,0 +1,345 @@
+"""Greedy and beam-search generation, reproducing transformers 5.24 `model.generate` for TrOCR.
+
+References: transformers 5.24 `generation/utils.py` (`generate`, `_prepare_generated_length`, `_sample`,
+`_beam_search` and its helpers `_get_top_k_continuations`, `_get_running_beams_for_next_iteration`,
+`_update_finished_beams`, `_check_early_stop_heuristic`, `_beam_search_has_unfinished_sequences`,
+`compute_transition_scores`), `generation/logits_process.py` (`NoRepeatNGramLogitsProcessor`,
+`MinLengthLogitsProcessor`, `MinNewTokensLengthLogitsProcessor`), `generation/stopping_criteria.py`.
+
+Lengths count like HF: `max_length` includes the decoder start token (so `max_length=20` yields at most
+19 new tokens), `max_new_tokens=N` means `max_length = N + 1`, and with neither given (here or in the
+checkpoint's generation_config.json) the default is 20 new tokens.
+
+The beam search keeps HF's exact bookkeeping (top 2*num_beams candidates per step, float32 scores,
+the -1e9 masks, the "early stop heuristic") because the returned beam depends on every one of those
+details, not just on the model's probabilities.
+
+Per-token log-probabilities (`GenerationOutput.token_logprobs`) are what HF's
+`compute_transition_scores` gives for the same call:
+  greedy: log_softmax of the *processed* logits (n-gram / min-length masks applied), i.e.
+          `compute_transition_scores(sequences, scores, normalize_logits=True)`;
+  beam:   the processed log-softmax of the chosen beam at each step, i.e.
+          `compute_transition_scores(sequences, scores, beam_indices)`.
+They differ only when a mask removed probability mass (greedy renormalises, beam search does not).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .decoder import decoder_forward, init_cache, reorder_cache
+from .encoder import encoder_forward
+
+NEG = np.float32(-1.0e9)  # HF's "never pick this" offset in beam search (exact in float32)
+
+# HF's generation defaults (`GenerationConfig._get_default_generation_params`)
+DEFAULTS = dict(max_length=20, min_length=0, num_beams=1, length_penalty=1.0, early_stopping=False,
+                no_repeat_ngram_size=0)
+
+# generation_config.json fields that would change the output and that we do not implement, with the
+# value that means "off". A checkpoint asking for anything else is refused rather than silently ignored.
+_UNSUPPORTED = dict(do_sample=False, repetition_penalty=1.0, encoder_repetition_penalty=1.0, bad_words_ids=None,
+                    forced_bos_token_id=None, forced_eos_token_id=None, suppress_tokens=None,
+                    begin_suppress_tokens=None, num_return_sequences=1, num_beam_groups=1, diversity_penalty=0.0,
+                    sequence_bias=None, exponential_decay_length_penalty=None, renormalize_logits=False,
+                    remove_invalid_values=False, encoder_no_repeat_ngram_size=0, guidance_scale=None,
+                    penalty_alpha=None, stop_strings=None, max_time=None)
+
+
+@dataclass
+class GenerationOutput:
+    """One entry per image.
+
+    sequences:        token ids, decoder start token first, ending with EOS unless the length ran out
+                      (no padding: HF pads shorter rows of a batch with pad_token_id).
+    token_logprobs:   one float per generated token (len(sequence) - 1), see the module docstring.
+    scores:           greedy: sum of token_logprobs; beam: HF's `sequences_scores` (sum / len**length_penalty).
+    cross_attentions: if requested, per image a (T_gen, L, S) float32 array: for each generated token
+                      and each decoder layer, the cross-attention over the S encoder positions,
+                      averaged over heads (for beams: of the returned beam).
+    """
+    sequences: list[list[int]]
+    token_logprobs: list[list[float]]
+    scores: list[float]
+    cross_attentions: list[np.ndarray] | None = None
+
+
+class GenerationError(ValueError):
+    """Invalid generation arguments or an unsupported generation_config field."""
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """(..., V) float32 -> (..., V) float32 log-probabilities."""
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # a row masked to all -inf stays -inf, not nan
+    z = x - m
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def ban_repeated_ngrams(ids: np.ndarray, scores: np.ndarray, n: int) -> None:
+    """NoRepeatNGramLogitsProcessor, in place: (R, T) ids, (R, V) scores.
+
+    A token is banned if appending it would repeat an n-gram already present in the row. Only windows
+    whose first n-1 tokens equal the row's last n-1 tokens can be completed, so match those.
+    """
+    R, T = ids.shape
+    if n <= 0 or T < n:
+        return
+    windows = np.lib.stride_tricks.sliding_window_view(ids, n, axis=1)    # (R, T-n+1, n)
+    prefix = ids[:, T - n + 1:]                                            # (R, n-1)
+    hits = np.all(windows[:, :, :-1] == prefix[:, None, :], axis=-1)      # (R, T-n+1)
+    rows, cols = np.nonzero(hits)
+    scores[rows, windows[rows, cols, -1]] = -np.inf
+
+
+def _process(ids: np.ndarray, scores: np.ndarray, p: dict) -> np.ndarray:
+    """HF's logits processors, in HF's order: no-repeat n-gram, then min length / min new tokens (EOS -> -inf)."""
+    ban_repeated_ngrams(ids, scores, p["no_repeat_ngram_size"])
+    T = ids.shape[1]
+    if p["eos"] and (T < p["min_length"] or T - 1 < p["min_new_tokens"]):
+        scores[:, p["eos"]] = -np.inf
+    return scores
+
+
+def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top k of (R, N), sorted descending (like torch.topk): (values, indices)."""
+    if k < x.shape[1]:
+        part = np.argpartition(-x, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(x.shape[1]), x.shape).copy()
+    vals = np.take_along_axis(x, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """HF `_gather_beams`: x (B, N, ...) and idx (B, K) -> (B, K, ...)."""
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return np.take_along_axis(x, idx, axis=1)
+
+
+def resolve_generation_params(cfg, num_beams=None, max_new_tokens=None, max_length=None, min_length=None,
+                              min_new_tokens=None, length_penalty=None, early_stopping=None,
+                              no_repeat_ngram_size=None, eos_token_id=None, pad_token_id=None) -> dict:
+    """Arguments > checkpoint generation_config.json > HF defaults, resolved the way `generate` does."""
+    gen = dict(getattr(cfg, "generation", None) or {})
+    for key, off in _UNSUPPORTED.items():
+        v = gen.get(key)
+        if v is not None and v != off and not (key == "num_return_sequences" and v == 1):
+            raise GenerationError(f"generation_config.json: field '{key}' = {v!r} is not supported (only {off!r})")
+
+    def pick(name, value):
+        if value is not None:
+            return value
+        return gen[name] if gen.get(name) is not None else DEFAULTS[name]
+
+    num_beams = int(pick("num_beams", num_beams))
+    if num_beams < 1:
+        raise GenerationError(f"num_beams must be >= 1, got {num_beams}")
+    # length: max_new_tokens wins; else an explicit max_length (argument or config); else 20 new tokens.
+    # (HF would cap the default at config.max_position_embeddings, which a VisionEncoderDecoder config lacks.)
+    max_new_tokens = max_new_tokens if max_new_tokens is not None else gen.get("max_new_tokens")
+    if max_new_tokens is not None:
+        max_len = int(max_new_tokens) + 1
+    elif max_length is not None or gen.get("max_length") is not None:
+        max_len = int(pick("max_length", max_length))
+    else:
+        max_len = DEFAULTS["max_length"] + 1
+    if max_len <= 1:
+        raise GenerationError(f"max_length {max_len} leaves no room after the decoder start token "
+                              "(max_length counts it; use max_new_tokens >= 1)")
+    min_new = min_new_tokens if min_new_tokens is not None else gen.get("min_new_tokens")
+    min_len = int(pick("min_length", min_length))
+    if min_new is not None:
+        min_len = int(min_new) + 1  # HF rewrites min_length from min_new_tokens
+    early = pick("early_stopping", early_stopping)
+    if early not in (True, False, "never"):
+        raise GenerationError(f"early_stopping must be True, False or 'never', got {early!r}")
+    eos = eos_token_id if eos_token_id is not None else gen.get("eos_token_id", getattr(cfg, "eos_token_id", None))
+    eos = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    pad = pad_token_id if pad_token_id is not None else gen.get("pad_token_id", getattr(cfg, "pad_token_id", None))
+    if pad is None and eos:
+        pad = eos[0]  # HF: pad defaults to the first EOS
+    ngram = int(pick("no_repeat_ngram_size", no_repeat_ngram_size))
+    start = gen.get("decoder_start_token_id", getattr(cfg, "decoder_start_token_id", None))
+    if start is None:
+        start = gen.get("bos_token_id", getattr(cfg, "bos_token_id", None))
+    if start is None:
+        raise GenerationError("config: no 'decoder_start_token_id' (nor 'bos_token_id')")
+    return dict(num_beams=num_beams, max_length=max_len, min_length=min_len, min_new_tokens=int(min_new or 0),
+                length_penalty=float(pick("length_penalty", length_penalty)), early_stopping=early,
+                no_repeat_ngram_size=ngram, eos=eos, pad=-1 if pad is None else int(pad), start=int(start))
+
+
+def generate(model, pixel_values=None, num_beams=None, max_new_tokens=None, max_length=None, length_penalty=None,
+             early_stopping=None, no_repeat_ngram_size=None, eos_token_id=None, output_attentions=False, *,
+             min_length=None, min_new_tokens=None, pad_token_id=None, encoder_hidden_states=None) -> GenerationOutput:
+    """Encode images and decode text like HF `model.generate(pixel_values, ...)`.
+
+    pixel_values: (B, C, H, W) float32 from `preprocess`; or pass `encoder_hidden_states` (B, S, D_enc).
+    Arguments left as None take the checkpoint's generation_config.json value, then HF's default.
+    """
+    cfg, params = model.config, model.params
+    p = resolve_generation_params(cfg, num_beams, max_new_tokens, max_length, min_length, min_new_tokens,
+                                  length_penalty, early_stopping, no_repeat_ngram_size, eos_token_id, pad_token_id)
+    if encoder_hidden_states is None:
+        if pixel_values is None:
+            raise GenerationError("generate needs pixel_values or encoder_hidden_states")
+        encoder_hidden_states = encoder_forward(params, cfg, np.asarray(pixel_values, dtype=np.float32))
+    if p["num_beams"] == 1:
+        return greedy_search(params, cfg, encoder_hidden_states, p, output_attentions)
+    return beam_search(params, cfg, encoder_hidden_states, p, output_attentions)
+
+
+def _step(params, cfg, tokens, cache, output_attentions):
+    """One cached decoder step: (R,) last tokens -> (R, V) float32 logits [, (R, L, S) head-mean cross-attn]."""
+    out = decoder_forward(params, cfg, tokens[:, None].astype(np.int64), cache, output_attentions=output_attentions)
+    if not output_attentions:
+        return np.asarray(out[:, -1], dtype=np.float32), None
+    logits, cross = out
+    att = np.stack([a[:, :, -1].mean(axis=1) for a in cross], axis=1).astype(np.float32)  # (R, L, S)
+    return np.asarray(logits[:, -1], dtype=np.float32), att
+
+
+def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
+    """HF `_sample` with do_sample=False: argmax of the processed logits; finished rows are fed pad."""
+    B = encoder_hidden_states.shape[0]
+    cache = init_cache(params, cfg, encoder_hidden_states, p["max_length"])
+    ids = np.full((B, 1), p["start"], dtype=np.int64)
+    logprobs = np.zeros((B, 0), dtype=np.float32)
+    unfinished = np.ones(B, dtype=bool)
+    atts = []
+    eos = np.array(p["eos"], dtype=np.int64)
+    while True:
+        logits, att = _step(params, cfg, ids[:, -1], cache, output_attentions)
+        scores = _process(ids, logits, p)
+        nxt = np.argmax(scores, axis=-1)
+        lp = np.take_along_axis(log_softmax(scores), nxt[:, None], axis=1)
+        if len(eos):
+            nxt = np.where(unfinished, nxt, p["pad"])
+        ids = np.concatenate([ids, nxt[:, None]], axis=1)
+        logprobs = np.concatenate([logprobs, lp], axis=1)
+        if att is not None:
+            atts.append(att)
+        unfinished &= ~(np.isin(nxt, eos) | (ids.shape[1] >= p["max_length"]))
+        if not unfinished.any():
+            break
+
+    seqs, lps, atts_out = [], [], [] if output_attentions else None
+    for b in range(B):
+        row = ids[b].tolist()
+        n = len(row)
+        for t in range(1, len(row)):  # cut after the first EOS: what follows is padding
+            if row[t] in p["eos"]:
+                n = t + 1
+                break
+        seqs.append(row[:n])
+        lps.append([float(x) for x in logprobs[b, :n - 1]])
+        if output_attentions:
+            atts_out.append(np.stack([a[b] for a in atts[:n - 1]]))
+    return GenerationOutput(seqs, lps, [float(np.sum(np.float32(l), dtype=np.float32)) for l in lps], atts_out)
+
+
+def _expand_cache(cache, n: int):
+    """Each image's cache rows repeated n times (image-major, like HF's expanded batch): cross K/V are
+    computed once per image and copied per beam instead of being recomputed."""
+    def rep(arrs):
+        return [np.repeat(a, n, axis=0) for a in arrs]
+    return replace(cache, self_k=rep(cache.self_k), self_v=rep(cache.self_v),
+                   cross_k=rep(cache.cross_k), cross_v=rep(cache.cross_v))
+
+
+def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
+    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step."""
+    B, nb, L = encoder_hidden_states.shape[0], p["num_beams"], p["max_length"]
+    lp_pow, early = p["length_penalty"], p["early_stopping"]
+    eos = np.array(p["eos"], dtype=np.int64)
+    K = max(2, 1 + len(eos)) * nb                       # candidates kept per step
+    top_nb = np.arange(K) < nb                          # only these may finish at this step
+
+    cache = _expand_cache(init_cache(params, cfg, encoder_hidden_states, L), nb)
+    fill = p["pad"] if p["pad"] else (p["eos"][0] if p["eos"] else -1)  # HF: `pad or eos[0]` (0 is falsy)
+    run_seq = np.full((B, nb, L), fill, dtype=np.int64)
+    run_seq[:, :, 0] = p["start"]
+    run_scores = np.zeros((B, nb), dtype=np.float32)
+    run_scores[:, 1:] = NEG                             # only beam 0 is live at the first step
+    run_bidx = np.full((B, nb, L - 1), -1, dtype=np.int64)
+    run_tlp = np.zeros((B, nb, L - 1), dtype=np.float32)  # per-token processed log-probs (our addition)
+    seqs, bidx, tlp = run_seq.copy(), run_bidx.copy(), run_tlp.copy()
+    beam_scores = np.full((B, nb), NEG, dtype=np.float32)
+    finished = np.zeros((B, nb), dtype=bool)
+    can_improve = np.ones((B, 1), dtype=bool)
+    run_att = fin_att = None
+    cur = 1
+    while True:
+        flat_ids = run_seq[:, :, :cur].reshape(B * nb, cur)
+        logits, att = _step(params, cfg, flat_ids[:, -1], cache, output_attentions)
+        logp = _process(flat_ids, log_softmax(logits), p)            # (B*nb, V)
+        V = logp.shape[1]
+        logp = logp.reshape(B, nb, V)
+        acc = (logp + run_scores[:, :, None]).reshape(B, nb * V)
+
+        # c. top-K continuations over all beams
+        topk_lp, topk_idx = _topk(acc, K)
+        src = topk_idx // V                                          # (B, K) beam each candidate extends
+        tok = topk_idx % V
+        cand_seq = _gather(run_seq, src)
+        cand_seq[:, :, cur] = tok
+        cand_bidx = _gather(run_bidx, src)
+        cand_bidx[:, :, cur - 1] = src + np.arange(B)[:, None] * nb
+        cand_tlp = _gather(run_tlp, src)
+        cand_tlp[:, :, cur - 1] = np.take_along_axis(logp.reshape(B, nb * V), topk_idx, axis=1)
+        if output_attentions:
+            if run_att is None:
+                run_att = np.zeros((B, nb, L - 1) + att.shape[1:], dtype=np.float32)
+                fin_att = run_att.copy()
+            cand_att = _gather(run_att, src)
+            cand_att[:, :, cur - 1] = _gather(att.reshape((B, nb) + att.shape[1:]), src)
+
+        # d. which candidates stop (max length or EOS)
+        hits = np.isin(tok, eos) | (cur + 1 >= L)
+
+        # e. best nb unfinished candidates keep running
+        run_lp = topk_lp + hits.astype(np.float32) * NEG
+        keep = _topk(run_lp, nb)[1]
+        run_seq, run_scores, run_bidx, run_tlp = (_gather(cand_seq, keep), _gather(run_lp, keep),
+                                                  _gather(cand_bidx, keep), _gather(cand_tlp, keep))
+        if output_attentions:
+            run_att = _gather(cand_att, keep)
+
+        # f. finished candidates among the top nb compete with the stored finished beams
+        just = hits & top_nb[None, :]
+        fin_lp = topk_lp / np.float32((cur + 1 - 1) ** lp_pow)
+        full = np.all(finished, axis=1, keepdims=True) & (early is True)
+        fin_lp = fin_lp + full.astype(np.float32) * NEG
+        fin_lp = fin_lp + (~can_improve).astype(np.float32) * NEG
+        fin_lp = fin_lp + (~just).astype(np.float32) * NEG
+        m_scores = np.concatenate([beam_scores, fin_lp], axis=1)
+        best = _topk(m_scores, nb)[1]
+        seqs = _gather(np.concatenate([seqs, cand_seq], axis=1), best)
+        beam_scores = _gather(m_scores, best)
+        bidx = _gather(np.concatenate([bidx, cand_bidx], axis=1), best)
+        tlp = _gather(np.concatenate([tlp, cand_tlp], axis=1), best)
+        finished = _gather(np.concatenate([finished, just], axis=1), best)
+        if output_attentions:
+            fin_att = _gather(np.concatenate([fin_att, cand_att], axis=1), best)
+
+        # g. the cache follows the surviving beams
+        reorder_cache(cache, run_bidx[:, :, cur - 1].reshape(B * nb))
+        cur += 1
+        best_len = (L - 1) if (early == "never" and lp_pow > 0.0) else (cur - 1)
+        best_possible = run_scores[:, :1] / np.float32(best_len ** lp_pow)
+        worst_done = np.where(finished, np.min(beam_scores, axis=1, keepdims=True), NEG)
+        can_improve = can_improve & np.any(best_possible > worst_done, axis=-1, keepdims=True)
+        if not (can_improve.any() and not (finished.all() and early is True) and not hits.all()):
+            break
+
+    out_seq, out_lp, out_att = [], [], [] if output_attentions else None
+    for b in range(B):
+        n = int(np.sum(bidx[b, 0] != -1))  # generated tokens of the best beam
+        out_seq.append(seqs[b, 0, :n + 1].tolist())
+        out_lp.append([float(x) for x in tlp[b, 0, :n]])
+        if output_attentions:
+            out_att.append(fin_att[b, 0, :n].copy())
+    return GenerationOutput(out_seq, out_lp, [float(s) for s in beam_scores[:, 0]], out_att)
