@@ -414,3 +414,24 @@ def test_save_safetensors_roundtrip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]  # no temp file left behind
     with pytest.raises(TypeError, match="metadata"):
         save_safetensors(t, path, metadata={"n": 1})
+
+
+def test_pickle_cannot_mutate_admitted_globals(tmp_path):
+    # BUILD on an admitted global (here the FloatStorage marker, then torch.float32 and
+    # OrderedDict) would let one hostile file silently corrupt every later load.
+    hostile = {
+        "FloatStorage": b"\x80\x02ctorch\nFloatStorage\nN}X\x05\x00\x00\x00dtypeX\x02\x00\x00\x00f2s\x86b.",
+        "float32": b"\x80\x02ctorch\nfloat32\nN}X\x05\x00\x00\x00namesX\x02\x00\x00\x00f2s\x86b.",
+        "OrderedDict": b"\x80\x02ccollections\nOrderedDict\n}X\x03\x00\x00\x00fooX\x01\x00\x00\x00xsb.",
+        "_rebuild_tensor_v2": b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x03\x00\x00\x00_fnccollections"
+                              b"\nOrderedDict\ns\x86b.",
+    }
+    for what, payload in hostile.items():
+        path = tmp_path / f"{what}.bin"
+        path.write_bytes(payload)
+        with pytest.raises(CheckpointError, match=path.name):
+            load_torch(path)
+    good = tmp_path / "good.pt"
+    sd = {"w": torch.randn(3, 4), "x": torch.randn(2)}
+    torch.save(sd, good)
+    _assert_same(load_torch(good), sd)

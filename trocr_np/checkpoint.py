@@ -254,57 +254,80 @@ _STORAGE_DTYPES = {
     "ComplexFloatStorage": np.dtype("c8"), "ComplexDoubleStorage": np.dtype("c16"),
 }
 # torch dtype attributes (`torch.float32` pickles as the global `torch float32`).
-_TORCH_DTYPES = {"float64": "f8", "double": "f8", "float32": "f4", "float": "f4", "float16": "f2", "half": "f2",
-                 "bfloat16": "bfloat16", "int64": "i8", "long": "i8", "int32": "i4", "int": "i4",
-                 "int16": "i2", "short": "i2", "int8": "i1", "uint8": "u1", "bool": "?"}
+_TORCH_DTYPES = ("float64", "double", "float32", "float", "float16", "half", "bfloat16", "int64", "long",
+                 "int32", "int", "int16", "short", "int8", "uint8", "bool")
 
 
-class _StorageType:
+class _Frozen:
+    """Base for every object a pickle can reach. Pickle's BUILD opcode sets attributes
+    (or calls __setstate__) on whatever is on its stack, so a hostile file could
+    otherwise rewrite, say, the shared FloatStorage marker's dtype and corrupt every
+    later load in the process. Slots without __dict__, and no setattr, forbid it."""
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise pickle.UnpicklingError(f"{type(self).__name__} objects are read-only")
+
+    def _set(self, **attrs):
+        for k, v in attrs.items():
+            object.__setattr__(self, k, v)
+
+
+class _Admitted(_Frozen):
+    """A read-only stand-in for one admitted callable global."""
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        self._set(_fn=fn)
+
+    def __call__(self, *args):
+        return self._fn(*args)
+
+
+class _StorageType(_Frozen):
     """Stands in for a `torch.<X>Storage` class: only its element dtype matters."""
     __slots__ = ("name", "dtype")
 
     def __init__(self, name, dtype):
-        self.name, self.dtype = name, dtype
+        self._set(name=name, dtype=dtype)
 
 
-class _Storage:
+class _Storage(_Frozen):
     """One flat storage of `numel` elements; its bytes are fetched on first use.
 
-    `read()` returns a 1-D array of however many elements the file really
+    `flat()` returns a 1-D array of however many elements the file really
     holds (fewer than numel if it is truncated; tensors check their own range).
     """
     __slots__ = ("key", "dtype", "numel", "bf16", "_read", "_flat")
 
     def __init__(self, key, dtype, numel, read, bf16=False):
-        self.key, self.dtype, self.numel, self.bf16 = key, dtype, numel, bf16
-        self._read, self._flat = read, None
+        self._set(key=key, dtype=dtype, numel=numel, bf16=bf16, _read=read, _flat=None)
 
     def flat(self) -> np.ndarray:
         if self._flat is None:
             raw = self._read()  # uint8 array (maybe a memmap slice)
             n = min(len(raw) // self.dtype.itemsize, self.numel)
-            self._flat = raw[: n * self.dtype.itemsize].view(self.dtype)
+            self._set(_flat=raw[: n * self.dtype.itemsize].view(self.dtype))
         return self._flat
 
 
-class _StorageView:
+class _StorageView(_Frozen):
     """A legacy-format view: elements [offset, offset + numel) of a root storage."""
     __slots__ = ("root", "offset", "numel", "key", "dtype", "bf16")
 
     def __init__(self, root, offset, numel, key):
-        self.root, self.offset, self.numel, self.key = root, offset, numel, key
-        self.dtype, self.bf16 = root.dtype, root.bf16
+        self._set(root=root, offset=offset, numel=numel, key=key, dtype=root.dtype, bf16=root.bf16)
 
     def flat(self) -> np.ndarray:
         return self.root.flat()[self.offset: self.offset + self.numel]
 
 
-class _LazyTensor:
+class _LazyTensor(_Frozen):
     """What `_rebuild_tensor_v2` returns while unpickling: a recipe, cut out later."""
     __slots__ = ("storage", "offset", "size", "stride")
 
     def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+        self._set(storage=storage, offset=offset, size=size, stride=stride)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
@@ -324,19 +347,21 @@ def _codecs_encode(text, encoding="utf-8"):
     return text.encode("latin1")
 
 
+# Everything find_class can hand out; all of it read-only (see _Frozen). torch dtype
+# globals (`torch.float32`) come back as their names: plain immutable strings.
 _ALLOWED_GLOBALS = {
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch", "Size"): tuple,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("_codecs", "encode"): _codecs_encode,
-    **{(mod, name): getattr(builtins, name)
+    ("torch._utils", "_rebuild_tensor"): _Admitted(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Admitted(_rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): _Admitted(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Admitted(_rebuild_parameter),
+    ("torch", "Size"): _Admitted(tuple),
+    ("collections", "OrderedDict"): _Admitted(collections.OrderedDict),
+    ("_codecs", "encode"): _Admitted(_codecs_encode),
+    **{(mod, name): _Admitted(getattr(builtins, name))
        for mod in ("builtins", "__builtin__")  # __builtin__: Python 2 era pickles
        for name in ("dict", "list", "tuple", "set", "frozenset", "bytearray")},
     **{("torch", name): _StorageType(name, dt) for name, dt in _STORAGE_DTYPES.items()},
-    **{("torch", name): (np.dtype(dt) if dt != "bfloat16" else dt) for name, dt in _TORCH_DTYPES.items()},
+    **{("torch", name): name for name in _TORCH_DTYPES},
 }
 
 
