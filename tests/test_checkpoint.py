@@ -435,3 +435,15 @@ def test_pickle_cannot_mutate_admitted_globals(tmp_path):
     sd = {"w": torch.randn(3, 4), "x": torch.randn(2)}
     torch.save(sd, good)
     _assert_same(load_torch(good), sd)
+
+
+def test_deeply_nested_containers_give_checkpoint_error(tmp_path):
+    path = tmp_path / "deep.pt"
+    n = 200_000
+    with open(path, "wb") as f:  # legacy header, then {"a": [[[...]]]} built with raw opcodes
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(obj, f, protocol=2)
+        f.write(b"\x80\x02}X\x01\x00\x00\x00a" + b"]" * n + b"a" * (n - 1) + b"s.")
+        pickle.dump([], f, protocol=2)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_torch(path)

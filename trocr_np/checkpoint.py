@@ -450,7 +450,10 @@ def _load_torch_file(path: Path) -> dict:
         obj = _load_torch_legacy(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: top-level object is a {type(obj).__name__}, expected a dict of tensors")
-    return _materialize_tree(obj, path, "")
+    try:
+        return _materialize_tree(obj, path, "")
+    except RecursionError:
+        raise CheckpointError(f"{path}: containers nested too deeply") from None
 
 
 def _load_torch_zip(path: Path):
