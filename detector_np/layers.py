@@ -14,6 +14,7 @@ semantics; BatchNorm folding as in every inference engine (w' = w g / sqrt(v + e
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 BN_EPS = 1e-5               # PyTorch BatchNorm2d default, used by every BN in CRAFT and RefineNet
@@ -57,30 +58,28 @@ def conv2d_reference(x, w, b, dilation=1, relu=False):
     return np.maximum(out, 0, out=out) if relu else out
 
 
+@numba.njit(cache=True)
 def _fill_patches(cols, x, r0, r1, dilation):
-    """cols (r1-r0, W, 3, 3, Cin) <- the 3x3 neighbourhoods of output rows r0..r1-1, zeros outside x."""
-    H, W, _ = x.shape
-    for dy in range(3):
-        oy = (dy - 1) * dilation
-        s0, s1 = max(r0 + oy, 0), min(r1 + oy, H)          # source rows that exist
-        d0, d1 = s0 - (r0 + oy), s1 - (r0 + oy)            # where they land in the band
-        for dx in range(3):
-            ox = (dx - 1) * dilation
-            c0, c1 = max(ox, 0), min(W + ox, W)            # source columns that exist
-            e0, e1 = c0 - ox, c1 - ox
-            dst = cols[:, :, dy, dx]
-            if d0 > 0:
-                dst[:d0] = 0
-            if d1 < len(dst):
-                dst[d1:] = 0
-            if s1 <= s0 or c1 <= c0:
-                dst[d0:d1] = 0
-                continue
-            if e0 > 0:
-                dst[d0:d1, :e0] = 0
-            if e1 < W:
-                dst[d0:d1, e1:] = 0
-            dst[d0:d1, e0:e1] = x[s0:s1, c0:c1]
+    """cols (r1-r0, W, 3, 3, Cin) <- the 3x3 neighbourhoods of output rows r0..r1-1, zeros outside x.
+
+    A compiled loop: NumPy slice copies are slow for the 3-channel input layer, and this is
+    memory-bound work done between GEMMs, on one core.
+    """
+    H, W, C = x.shape
+    for r in range(r0, r1):
+        for dy in range(3):
+            sr = r + (dy - 1) * dilation
+            for c in range(W):
+                for dx in range(3):
+                    sc = c + (dx - 1) * dilation
+                    dst = cols[r - r0, c, dy, dx]
+                    if 0 <= sr < H and 0 <= sc < W:
+                        src = x[sr, sc]
+                        for k in range(C):
+                            dst[k] = src[k]
+                    else:
+                        for k in range(C):
+                            dst[k] = 0.0
 
 
 def conv2d(x, w, b, dilation=1, relu=False):
@@ -137,7 +136,7 @@ def maxpool3x3_same(x):
 
 
 def _bilinear_taps(n_in, n_out):
-    """torch `area_pixel_compute_source_index` (align_corners=False) -> i0, i1, l0, l1 (float32)."""
+    """torch `area_pixel_compute_source_index` (align_corners=False) -> i0, i1, l0, l1 (l float32)."""
     scale = np.float32(n_in / n_out)
     src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
     src = np.maximum(src, np.float32(0))
@@ -147,8 +146,30 @@ def _bilinear_taps(n_in, n_out):
     return i0, i1, (np.float32(1) - l1), l1
 
 
+@numba.njit(cache=True)
+def _upsample_kernel(x, i0, i1, a0, a1, j0, j1, b0, b1, out):
+    H, W, C = out.shape
+    for y in range(H):
+        r0, r1, wa, wb = x[i0[y]], x[i1[y]], a0[y], a1[y]
+        for c in range(W):
+            p00, p01, p10, p11 = r0[j0[c]], r0[j1[c]], r1[j0[c]], r1[j1[c]]
+            u, v = b0[c], b1[c]
+            o = out[y, c]
+            for k in range(C):   # torch order: interpolate along w inside, then along h
+                o[k] = wa * (u * p00[k] + v * p01[k]) + wb * (u * p10[k] + v * p11[k])
+
+
 def upsample_bilinear(x, size):
     """F.interpolate(x, size, mode='bilinear', align_corners=False): (h, w, C) -> (H, W, C) float32."""
+    H, W = size
+    h, w, C = x.shape
+    out = np.empty((H, W, C), np.float32)
+    _upsample_kernel(np.ascontiguousarray(x, np.float32), *_bilinear_taps(h, H), *_bilinear_taps(w, W), out)
+    return out
+
+
+def upsample_bilinear_reference(x, size):
+    """Plain NumPy version of `upsample_bilinear` (separable gathers)."""
     H, W = size
     h, w, _ = x.shape
     i0, i1, a0, a1 = _bilinear_taps(h, H)
