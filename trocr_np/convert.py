@@ -7,9 +7,10 @@ short table of exceptions, checked against the shapes the config implies
   dropped   `encoder.pooler.*`                    ViTModel's pooler; TrOCR never uses it
             `decoder.output_projection.weight`    when tied: the loader falls back to embed_tokens
             `...embed_positions._float_tensor`    fairseq-style 1-element dtype probe buffer
-  renamed   transformers 5.x *in-memory* ViT/DeiT names (what `torch.save(model.state_dict())`
-            writes) -> the on-disk names `save_pretrained` and the Hub use, e.g.
-            `encoder.layers.N.attention.q_proj` -> `encoder.encoder.layer.N.attention.attention.query`
+  renamed   transformers 5.x *in-memory* ViT/DeiT names -> the on-disk names that the Hub and
+            `save_pretrained` (5.24 too) use, e.g. `encoder.layers.N.attention.q_proj` ->
+            `encoder.encoder.layer.N.attention.attention.query`. Only a file written with
+            `torch.save(model.state_dict())` under transformers 5.x has in-memory names.
 
 Everything else must match the config exactly: a missing tensor, an unexpected
 one or a wrong shape raises CheckpointError naming the file, the tensor and both
