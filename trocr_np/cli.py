@@ -90,11 +90,39 @@ def _cmd_recognize(args) -> int:
 
 
 def _cmd_convert_detector(args) -> int:
-    raise NotImplementedError("convert-detector")
+    from detector_np.weights import CRAFT_MD5, convert_checkpoint, default_craft_path
+
+    if args.src is None and args.refiner:
+        raise ValueError("--refiner needs SRC: the LinkRefiner weights (craft_refiner_CTW1500.pth) are not bundled")
+    src = args.src if args.src is not None else default_craft_path()
+    md5 = CRAFT_MD5 if args.src is None else None
+    params, written = convert_checkpoint(src, args.dst, refiner=args.refiner, expected_md5=md5)
+    if written is None:
+        raise ValueError(f"cache folder is not writable; pass DST to choose where to write the converted weights")
+    print(f"{written}  ({len(params)} tensors, BatchNorm folded)")
+    return 0
 
 
 def _cmd_detect(args) -> int:
-    raise NotImplementedError("detect")
+    import json
+
+    from detector_np import detect
+
+    det = detect(args.image, canvas_size=args.canvas_size, mag_ratio=args.mag_ratio, width=args.width,
+                 text_threshold=args.text_threshold, link_threshold=args.link_threshold, low_text=args.low_text,
+                 poly=args.poly, refiner=args.refiner, size_threshold=args.size_threshold)
+    if args.json:
+        print(json.dumps({
+            "image": str(args.image),
+            "boxes": [[[round(float(v), 2) for v in pt] for pt in box] for box in det.boxes],
+            "polys": [[[round(float(v), 2) for v in pt] for pt in p] for p in det.polys],
+            "score_map_shape": list(det.score_text.shape),
+            "ratio": det.ratio,
+        }))
+    else:
+        for box in det.boxes:  # x0 y0 x1 y1 x2 y2 x3 y3: TL, TR, BR, BL in image pixels
+            print(" ".join(f"{v:.1f}" for v in box.reshape(-1)))
+    return 0
 
 
 def _cmd_ocr(args) -> int:
