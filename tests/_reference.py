@@ -84,3 +84,53 @@ def require_reference() -> types.SimpleNamespace:
         return reference()
     except ImportError as e:  # pragma: no cover - depends on the environment
         pytest.skip(f"reference CRAFT stack not available: {e}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Test images: rendered text (always available) and the real photos of ../shared/images (optional)
+
+SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+DATA = Path(__file__).parent / "data"
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            pass
+    return ImageFont.load_default(size)
+
+
+def rendered_text_image(lines, font_size=28, angle=0.0, size=None, seed=0, background=(242, 238, 228)):
+    """(H, W, 3) uint8 RGB: `lines` of dark text on light paper with mild noise, rotated by `angle` degrees."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    font = _font(font_size)
+    line_h = int(font_size * 1.6)
+    w = size[0] if size else max(int(font.getlength(t)) for t in lines) + 2 * font_size
+    h = size[1] if size else line_h * len(lines) + 2 * font_size
+    img = Image.new("RGB", (w, h), background)
+    d = ImageDraw.Draw(img)
+    for i, t in enumerate(lines):
+        d.text((font_size, font_size + i * line_h), t, fill=(25, 25, 60), font=font)
+    if angle:
+        img = img.rotate(angle, resample=Image.BICUBIC, expand=True, fillcolor=background)
+    a = np.asarray(img).astype(np.int16)
+    a += np.random.default_rng(seed).integers(-6, 7, a.shape, dtype=np.int16)   # paper grain
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def real_image(name):
+    """An RGB array of ../shared/images/NAME, or skip the test when that folder is absent (a user's clone)."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    path = SHARED_IMAGES / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return np.asarray(Image.open(path).convert("RGB"))
