@@ -267,20 +267,6 @@ def _smooth_noise(rng, shape, cell) -> np.ndarray:
     return np.asarray(small.resize((w, h), Image.BICUBIC), dtype=np.float32)
 
 
-def _remap(img: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-    """Bilinear sample img (H, W) at source coords (sy, sx) (H', W'); outside = 0."""
-    h, w = img.shape
-    pad = np.pad(img, 1)  # zero border so out-of-range samples read ink-free paper
-    y = np.clip(sy + 1, 0, h + 0.999)
-    x = np.clip(sx + 1, 0, w + 0.999)
-    y0 = np.minimum(y.astype(np.int32), h)
-    x0 = np.minimum(x.astype(np.int32), w)
-    fy, fx = y - y0, x - x0
-    a = pad[y0, x0] * (1 - fx) + pad[y0, x0 + 1] * fx
-    b = pad[y0 + 1, x0] * (1 - fx) + pad[y0 + 1, x0 + 1] * fx
-    return a * (1 - fy) + b * fy
-
-
 def render_ink(text: str, font: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """Ink coverage of `text` written in `font`: word by word with jittered spacing and
     baseline, optionally thicker or thinner strokes. (H, W) float32 in [0, 1]."""
@@ -312,27 +298,39 @@ def render_ink(text: str, font: str, rng: np.random.Generator, size: int) -> np.
 
 
 def warp(ink: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Slant, small rotation, baseline wobble and elastic distortion in one bilinear
-    remap (inverse mapping: output pixel <- source coordinate). (H, W) -> (H, W)."""
+    """Slant, small rotation, baseline wobble and elastic distortion as one piecewise-
+    bilinear mesh warp (PIL MESH: each output cell samples a displaced source quad).
+    (H, W) -> (H, W)."""
     h, w = ink.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    step = max(8, int(size * rng.uniform(0.5, 0.9)))    # mesh cell: about a letter
+    xs = np.arange(0, w + step, step, dtype=np.float32)
+    ys = np.arange(0, h + step, step, dtype=np.float32)
+    X, Y = np.meshgrid(xs, ys)                          # (ny, nx) output node positions
     cy, cx = h / 2, w / 2
     ang = np.deg2rad(rng.normal(0, 1.2))
     shear = float(np.clip(rng.normal(0, 0.15), -0.4, 0.4))
     ca, sa = np.cos(ang), np.sin(ang)
-    dy, dx = yy - cy, xx - cx
+    dy, dx = Y - cy, X - cx
     sx = cx + ca * dx - sa * dy + shear * dy
     sy = cy + sa * dx + ca * dy
-    # baseline wobble: a slow vertical wave along the line
-    wob = _smooth_noise(rng, (1, w), cell=rng.uniform(2.5, 6) * size)[0] * rng.uniform(0, 0.05) * size
-    sy = sy + wob[None, :]
-    # elastic: small smooth per-pixel displacements (strokes wiggle, letters vary)
+    # baseline wobble: two slow vertical waves along the line
+    for _ in range(2):
+        lam = rng.uniform(3, 9) * size
+        sy = sy + rng.uniform(0, 0.035) * size * np.sin(2 * np.pi * X / lam + rng.uniform(0, 2 * np.pi))
+    # elastic: independent node jitter, interpolated bilinearly inside each cell
     amp = rng.uniform(0, 0.05) * size
-    if amp > 0.3:
-        cell = rng.uniform(0.3, 0.7) * size
-        sx = sx + _smooth_noise(rng, (h, w), cell) * amp
-        sy = sy + _smooth_noise(rng, (h, w), cell) * amp
-    return _remap(ink, sy, sx)
+    sx = sx + rng.normal(0, amp, sx.shape)
+    sy = sy + rng.normal(0, amp, sy.shape)
+    mesh = []
+    for j in range(len(ys) - 1):
+        for i in range(len(xs) - 1):
+            box = (int(xs[i]), int(ys[j]), int(xs[i + 1]), int(ys[j + 1]))
+            quad = (sx[j, i], sy[j, i], sx[j + 1, i], sy[j + 1, i],
+                    sx[j + 1, i + 1], sy[j + 1, i + 1], sx[j, i + 1], sy[j, i + 1])
+            mesh.append((box, tuple(float(q) for q in quad)))
+    img = Image.fromarray((np.clip(ink, 0, 1) * 255).astype(np.uint8))
+    out = img.transform((w, h), Image.MESH, mesh, resample=Image.BILINEAR, fillcolor=0)
+    return np.asarray(out, dtype=np.float32) / 255.0
 
 
 def _crop_to_ink(ink: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -369,7 +367,7 @@ def paper_and_ink(ink: np.ndarray, rng: np.random.Generator) -> Image.Image:
     opacity = rng.uniform(0.75, 1.0) * (1 - np.clip(_smooth_noise(rng, (h, w), 3) * rng.uniform(0, 0.15), 0, 0.5))
     a = (np.clip(ink, 0, 1) * opacity)[..., None]
     img = bg * (1 - a) + col[None, None, :] * a
-    img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0, 6)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     if rng.random() < 0.5:
         out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.1)))
@@ -386,7 +384,7 @@ def paper_and_ink(ink: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def render_line(text: str, font: str, rng: np.random.Generator, size: int | None = None,
                 augment: bool = True) -> Image.Image:
     """Render one handwritten-looking line. augment=False gives clean black-on-white."""
-    size = size or int(rng.integers(28, 60))
+    size = size or int(rng.integers(24, 48))  # line heights ~40..80 px, like detector crops
     ink = render_ink(text, font, rng, size)
     if augment:
         ink = warp(ink, rng, size)
