@@ -383,3 +383,29 @@ def test_adjust_result_coordinates_ragged():
             assert q is None
         else:
             np.testing.assert_array_equal(q, cu.adjustResultCoordinates([p], 0.8, 0.9)[0])
+
+
+# ------------------------------------------------------------------------------------------
+# real CRAFT score maps (our network on the shipped tests/data/idcard.png)
+
+@pytest.fixture(scope="module")
+def idcard_maps():
+    import os
+    from PIL import Image
+    path = os.path.join(os.path.dirname(__file__), "data", "idcard.png")
+    if not os.path.exists(path):
+        pytest.skip("tests/data/idcard.png missing")
+    try:
+        from detector_np import detect, load_craft
+        params = load_craft()
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        pytest.skip(f"CRAFT weights/network unavailable: {e}")
+    det = detect(np.asarray(Image.open(path).convert("RGB")), params, canvas_size=640, mag_ratio=1.0)
+    return det.score_text, det.score_link
+
+
+@pytest.mark.parametrize("poly", [False, True])
+@pytest.mark.parametrize("thresholds", [(0.7, 0.4, 0.4), (0.5, 0.3, 0.3)])
+def test_det_boxes_real_craft_maps(idcard_maps, poly, thresholds):
+    boxes, _, _ = check_det_boxes(*idcard_maps, thresholds, poly=poly)
+    assert len(boxes) >= 20
