@@ -126,7 +126,46 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_ocr(args) -> int:
-    raise NotImplementedError("ocr")
+    import json
+    from pathlib import Path
+
+    from .pipeline import expand_inputs, ocr_files
+
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise FileNotFoundError(f"no image files in {' '.join(args.inputs)}")
+    many = len(files) > 1
+
+    def progress(i, n, path):
+        if many:
+            print(f"[{i + 1}/{n}] {path}", file=sys.stderr, flush=True)
+
+    draw_dir = Path(args.draw) if args.draw else None
+    if draw_dir is not None:
+        from detector_np.draw import draw_regions
+        draw_dir.mkdir(parents=True, exist_ok=True)
+    records, failed = [], 0
+    for r in ocr_files(files, model=args.model, refiner=args.refiner, progress=progress,
+                       num_beams=args.num_beams, canvas_size=args.canvas_size, mag_ratio=args.mag_ratio,
+                       width=args.width, text_threshold=args.text_threshold, link_threshold=args.link_threshold,
+                       low_text=args.low_text, poly=args.poly, size_threshold=args.size_threshold):
+        records.append(r.to_dict())
+        if not r.ok:
+            failed += 1
+            where = f" (page {r.page})" if r.page else ""
+            print(f"trocr-np ocr: error: {r.source}{where}: {r.error}", file=sys.stderr, flush=True)
+            continue
+        if many or r.page > 1:
+            print(f"==> {r.source}" + (f" [page {r.page}]" if r.page > 1 else "") + " <==")
+        print(r.text, flush=True)
+        if draw_dir is not None:
+            stem = Path(r.source).stem + (f"_p{r.page}" if r.page > 1 else "")
+            draw_regions(r.image, r.polygons(), numbers=True).save(draw_dir / f"{stem}.png")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if many and failed:
+        print(f"trocr-np ocr: {failed} of {len(records)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
