@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write results as JSON to OUT")
     o.add_argument("--draw", default=None, metavar="OUT_DIR", help="write images with drawn regions to OUT_DIR")
     o.add_argument("--num-beams", type=int, default=1)
+    o.add_argument("--max-new-tokens", type=int, default=64, help="longest line, in tokens (default 64)")
+    o.add_argument("--batch-size", type=int, default=8, help="line crops recognised together")
     _add_detector_options(o)
     o.set_defaults(func=_cmd_ocr)
     return p
@@ -144,9 +146,10 @@ def _cmd_ocr(args) -> int:
     if draw_dir is not None:
         from detector_np.draw import draw_regions
         draw_dir.mkdir(parents=True, exist_ok=True)
-    records, failed = [], 0
+    records, failed, drawn = [], 0, set()
     for r in ocr_files(files, model=args.model, refiner=args.refiner, progress=progress,
-                       num_beams=args.num_beams, canvas_size=args.canvas_size, mag_ratio=args.mag_ratio,
+                       num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                       canvas_size=args.canvas_size, mag_ratio=args.mag_ratio,
                        width=args.width, text_threshold=args.text_threshold, link_threshold=args.link_threshold,
                        low_text=args.low_text, poly=args.poly, size_threshold=args.size_threshold):
         records.append(r.to_dict())
@@ -160,7 +163,12 @@ def _cmd_ocr(args) -> int:
         print(r.text, flush=True)
         if draw_dir is not None:
             stem = Path(r.source).stem + (f"_p{r.page}" if r.page > 1 else "")
-            draw_regions(r.image, r.polygons(), numbers=True).save(draw_dir / f"{stem}.png")
+            name, k = f"{stem}.png", 1
+            while name in drawn:  # same file name in different folders
+                k += 1
+                name = f"{stem}-{k}.png"
+            drawn.add(name)
+            draw_regions(r.image, r.polygons(), numbers=True).save(draw_dir / name)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if many and failed:
