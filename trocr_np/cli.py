@@ -88,7 +88,42 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_recognize(args) -> int:
-    raise NotImplementedError("recognize")
+    """One line of text per image (line breaks inside a text become spaces), or with --json a list of
+    {image, text, token_ids, token_logprobs}. An unreadable image is reported on stderr by name and
+    skipped; the others are still recognised, and the exit status is then 1."""
+    import json
+
+    from .image_io import load_image
+    from .model import load_model
+    from .recognize import recognize
+
+    model = load_model(args.model)  # a bad model folder is a user error: main() prints it, exit 2
+    gen = dict(num_beams=args.num_beams)
+    if args.max_new_tokens is not None:
+        gen["max_new_tokens"] = args.max_new_tokens
+    failed, results, batch = False, [], []
+
+    def flush():
+        for path, r in zip([p for p, _ in batch], recognize(model, [im for _, im in batch], **gen)):
+            if args.json:
+                results.append(dict(image=path, text=r.text, token_ids=r.token_ids, token_logprobs=r.token_logprobs))
+            else:
+                print(r.text.replace("\r", " ").replace("\n", " "), flush=True)
+        batch.clear()
+
+    for path in args.images:
+        try:
+            batch.append((path, load_image(path)))
+        except (OSError, ValueError) as e:
+            msg = str(e) if path in str(e) else f"{path}: {e}"
+            print(f"trocr-np recognize: error: {msg}", file=sys.stderr)
+            failed = True
+        if len(batch) == 8:
+            flush()
+    flush()
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
+    return 1 if failed else 0
 
 
 def _cmd_convert_detector(args) -> int:

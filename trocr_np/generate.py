@@ -24,7 +24,7 @@ They differ only when a mask removed probability mass (greedy renormalises, beam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -196,10 +196,10 @@ def _step(params, cfg, tokens, cache, output_attentions):
     """One cached decoder step: (R,) last tokens -> (R, V) float32 logits [, (R, L, S) head-mean cross-attn]."""
     out = decoder_forward(params, cfg, tokens[:, None].astype(np.int64), cache, output_attentions=output_attentions)
     if not output_attentions:
-        return np.asarray(out[:, -1], dtype=np.float32), None
+        return np.array(out[:, -1], dtype=np.float32), None  # a copy: the processors write into it
     logits, cross = out
     att = np.stack([a[:, :, -1].mean(axis=1) for a in cross], axis=1).astype(np.float32)  # (R, L, S)
-    return np.asarray(logits[:, -1], dtype=np.float32), att
+    return np.array(logits[:, -1], dtype=np.float32), att
 
 
 def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
@@ -241,15 +241,6 @@ def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions
     return GenerationOutput(seqs, lps, [float(np.sum(np.float32(l), dtype=np.float32)) for l in lps], atts_out)
 
 
-def _expand_cache(cache, n: int):
-    """Each image's cache rows repeated n times (image-major, like HF's expanded batch): cross K/V are
-    computed once per image and copied per beam instead of being recomputed."""
-    def rep(arrs):
-        return [np.repeat(a, n, axis=0) for a in arrs]
-    return replace(cache, self_k=rep(cache.self_k), self_v=rep(cache.self_v),
-                   cross_k=rep(cache.cross_k), cross_v=rep(cache.cross_v))
-
-
 def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
     """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step."""
     B, nb, L = encoder_hidden_states.shape[0], p["num_beams"], p["max_length"]
@@ -258,7 +249,10 @@ def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=F
     K = max(2, 1 + len(eos)) * nb                       # candidates kept per step
     top_nb = np.arange(K) < nb                          # only these may finish at this step
 
-    cache = _expand_cache(init_cache(params, cfg, encoder_hidden_states, L), nb)
+    # cross K/V are computed once per image, then each image's rows are copied per beam (image-major,
+    # like HF's expanded batch)
+    cache = init_cache(params, cfg, encoder_hidden_states, L)
+    reorder_cache(cache, np.repeat(np.arange(B), nb))
     fill = p["pad"] if p["pad"] else (p["eos"][0] if p["eos"] else -1)  # HF: `pad or eos[0]` (0 is falsy)
     run_seq = np.full((B, nb, L), fill, dtype=np.int64)
     run_seq[:, :, 0] = p["start"]
