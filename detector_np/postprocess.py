@@ -11,7 +11,7 @@ it has in OpenCV 5.0 (checked against cv2 in tests/test_postprocess.py):
   cv2.dilate(rect kernel k)      dst(p) = max src(p + d), d in [-k//2, k-1-k//2]; border ignored
   cv2.minAreaRect                convex hull (counter-clockwise, OpenCV's start point) +
                                  rotating calipers in float32, angle normalised to [-90, 0)
-  cv2.boxPoints                  RotatedRect::points (float32; last-ulp differences remain)
+  cv2.boxPoints                  RotatedRect::points, float32 arithmetic as OpenCV 5 does it
   cv2.getPerspectiveTransform / warpPerspective(INTER_NEAREST) / line(LINE_8)   (poly=True)
 
 All maps are (h, w) float32 at half the network input resolution; boxes are (4, 2) float32
@@ -396,7 +396,7 @@ def _min_area_rect(px, py, key):
     hx = px[idx].astype(np.float32)
     hy = py[idx].astype(np.float32)
     half = np.float32(0.5)
-    angle = np.float32(0.0)
+    angle = 0.0  # radians, float64 until the end as OpenCV 5 does
     if n > 2:
         o = _rotating_calipers(hx, hy)
         res[0] = o[0] + (o[2] + o[4]) * half
@@ -407,7 +407,7 @@ def _min_area_rect(px, py, key):
         o5 = np.float64(o[5])
         res[2] = np.float32(math.sqrt(o2 * o2 + o3 * o3))
         res[3] = np.float32(math.sqrt(o4 * o4 + o5 * o5))
-        angle = np.float32(math.atan2(o3, o2))
+        angle = math.atan2(o3, o2)
     elif n == 2:
         res[0] = (hx[0] + hx[1]) * half
         res[1] = (hy[0] + hy[1]) * half
@@ -415,19 +415,19 @@ def _min_area_rect(px, py, key):
         dy = np.float64(hy[1] - hy[0])
         res[2] = np.float32(math.sqrt(dx * dx + dy * dy))
         res[3] = 0.0
-        angle = np.float32(math.atan2(dy, dx))
+        angle = math.atan2(dy, dx)
     else:
         res[0] = hx[0]
         res[1] = hy[0]
-    angle = np.float32(np.float64(angle) * 180.0 / math.pi)
+    angle = angle * 180.0 / math.pi
     # OpenCV 5 reports angles in [-90, 0): rotating by -90 degrees swaps width and height
-    while angle >= np.float32(0.0):
-        angle = angle - np.float32(90.0)
+    while angle >= 0.0:
+        angle -= 90.0
         res[2], res[3] = res[3], res[2]
-    while angle < np.float32(-90.0):
-        angle = angle + np.float32(90.0)
+    while angle < -90.0:
+        angle += 90.0
         res[2], res[3] = res[3], res[2]
-    res[4] = angle
+    res[4] = np.float32(angle)
     return res
 
 
@@ -443,11 +443,10 @@ def _box_points(rect):
     pts[0, 1] = cy + b * h - a * w
     pts[1, 0] = cx + a * h - b * w
     pts[1, 1] = cy - b * h - a * w
-    two = np.float32(2.0)
-    pts[2, 0] = two * cx - pts[0, 0]
-    pts[2, 1] = two * cy - pts[0, 1]
-    pts[3, 0] = two * cx - pts[1, 0]
-    pts[3, 1] = two * cy - pts[1, 1]
+    pts[2, 0] = cx + a * h + b * w  # OpenCV 5 mirrors the corners this way, not as 2c - p
+    pts[2, 1] = cy - b * h + a * w
+    pts[3, 0] = cx - a * h + b * w
+    pts[3, 1] = cy + b * h + a * w
     return pts
 
 
