@@ -304,6 +304,7 @@ def test_layer_norm_fast_equals_reference(shape):
 def test_bias_act_fast_equals_reference(act):
     rng = np.random.default_rng(12)
     x = (rng.standard_normal((2, 9, 300)) * 4).astype(np.float32)
+    x[0, 0, :200] = np.linspace(-12, 12, 200)  # the whole range, both tails
     b = rng.standard_normal(300).astype(np.float32)
     want = kernels.ACT_REF[act](x + b)
     got = kernels.bias_act_(x.copy(), b, act)
@@ -312,10 +313,30 @@ def test_bias_act_fast_equals_reference(act):
     assert _maxdiff(got, ref) < 1e-6
 
 
+def test_exp32_accuracy():
+    import numba
+
+    @numba.njit
+    def run(x, y):
+        for i in range(x.size):
+            y[i] = kernels.exp32(x[i])
+    x = np.linspace(-87, 88, 400001).astype(np.float32)
+    y = np.empty_like(x)
+    run(x, y)
+    want = np.exp(x.astype(np.float64))
+    assert float((np.abs(y - want) / want).max()) < 2e-7
+    run(np.array([-87.5, -1e4, -np.inf], np.float32), y[:3])
+    assert np.all(y[:3] == 0)
+
+
 def test_softmax_and_attend_one_equal_reference():
     rng = np.random.default_rng(13)
     s = (rng.standard_normal((2, 3, 5, 40)) * 5).astype(np.float32)
     assert _maxdiff(kernels.softmax_(s.copy()), kernels.softmax_ref(s)) < 1e-6
+    assert _maxdiff(kernels.softmax_(s.copy(), 0.125), kernels.softmax_ref(s * np.float32(0.125))) < 1e-6
+    s[..., 3:] = -np.inf  # masked scores get exactly zero probability
+    got = kernels.softmax_(s.copy())
+    assert np.all(got[..., 3:] == 0) and _maxdiff(got, kernels.softmax_ref(s)) < 1e-6
     q = rng.standard_normal((3, 4, 16)).astype(np.float32)
     k, v = rng.standard_normal((2, 3, 4, 20, 16)).astype(np.float32)
     for n in (1, 7, 20):

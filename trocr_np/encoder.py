@@ -72,8 +72,8 @@ def self_attention(params, p, x, n_head, qkv_bias, output_attentions=False):
 
     q, k, v = heads("query"), heads("key"), heads("value")
     scores = q @ k.transpose(0, 1, 3, 2)                            # (B, H, S, S)
-    scores *= np.float32(hd ** -0.5)  # HF scales the scores, not q (ViT eager_attention_forward)
-    probs = softmax_(scores)
+    # softmax(scores * hd^-0.5): HF scales the scores, not q; the kernel folds the scale in
+    probs = softmax_(scores, hd ** -0.5)
     o = (probs @ v).transpose(0, 2, 1, 3).reshape(B, S, D)          # (B, S, D)
     o = linear(o, params[p + "attention.output.dense.weight"], params[p + "attention.output.dense.bias"])
     return o, (probs if output_attentions else None)
