@@ -166,3 +166,30 @@ def test_group_lines_easyocr_mode_without_extras():
     words[1] = [[72, 10], [120, 10], [120, 75], [72, 75]]
     assert len(group_lines(words, deskew=False, straighten_deg=0, merge_rows=False)) == 2
     assert len(group_lines(words)) == 1
+
+
+def line_refiner():
+    """LinkRefiner params (BN folded) built by hand: link = 0.7 * sum of text(x + d), d in {0, +-6, +-12}.
+
+    The real refiner weights are not obtainable offline. This one does what a line
+    refiner does, in the simplest way: it smears the region score sideways across
+    the gaps between words, so the refined link map joins the words of a line
+    (and only them: there is no vertical smear).
+    """
+    from detector_np.weights import REFINER_CONVS, param_shapes
+    p = {k: np.zeros(s, np.float32) for k, s in param_shapes(REFINER_CONVS).items()}
+    for name in ("last_conv.0", "last_conv.3", "last_conv.6"):
+        p[name + ".weight"][0, 0, 1, 1] = 1.0                    # channel 0 carries the region score
+    for i in (1, 2):                                             # dilation 6 and 12: taps at x-d, x, x+d
+        p[f"aspp{i}.0.weight"][0, 0, 1, :] = 0.7
+        p[f"aspp{i}.3.weight"][0, 0, 0, 0] = 1.0
+        p[f"aspp{i}.6.weight"][0, 0, 0, 0] = 1.0
+    return p
+
+
+def test_refiner_regions_are_lines(craft):
+    im, quads, _ = one_column_page(0.0)
+    res = ocr_page(im, detector_params=craft, refiner=line_refiner(), recognizer=ink_recognizer(), **SMALL)
+    assert [ln.text for ln in res.lines] == [f"line{i}" for i in range(len(quads))]
+    for ln, gt in zip(res.lines, quads):
+        assert polygon_iou(ln.box, gt, im.size) >= MIN_IOU
