@@ -81,3 +81,33 @@ def test_ocr_missing_file_and_empty_folder(model_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     rc = main(["ocr", str(tmp_path / "empty"), "--model", model_dir])
     assert rc == 2 and "no image files" in capsys.readouterr().err
+
+
+NO_REFERENCE_STACK = """
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "cv2", "scipy", "skimage", "easyocr", "torchvision"):
+            raise ImportError(f"runtime code imported {name}")
+        return None
+
+sys.meta_path.insert(0, Block())
+from trocr_np.cli import main
+rc = main(sys.argv[1:])
+bad = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "cv2", "scipy", "skimage")]
+assert not bad, bad
+sys.exit(rc)
+"""
+
+
+def test_ocr_runs_without_torch_opencv_or_scipy(model_dir, tmp_path):
+    import subprocess
+    import sys
+    p = tmp_path / "page.png"
+    render_page([(12, 14, "hello", 0, 26), (12, 60, "world", 1, 26)], (220, 110))[0].save(p)
+    r = subprocess.run([sys.executable, "-c", NO_REFERENCE_STACK, "ocr", str(p), "--model", model_dir,
+                        "--max-new-tokens", "4", "--json", str(tmp_path / "o.json")] + SMALL,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(json.loads((tmp_path / "o.json").read_text())[0]["lines"]) == 2
