@@ -286,6 +286,7 @@ def test_det_boxes_thresholds(seed, thresholds):
     check_det_boxes(text, link, thresholds)
 
 
+@opencv5  # OpenCV 4 breaks these ties its own way
 @SETTINGS
 @given(st.integers(0, 2**31))
 def test_det_boxes_45_degree_ties(seed):
