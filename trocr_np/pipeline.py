@@ -382,11 +382,12 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, *, refiner=Non
     Other keyword arguments go to `ocr_page`.
     """
     craft, ref = resolve_detector(detector_params, refiner)
-    if recognizer is None:
-        recognizer = trocr_recognizer(resolve_model(model),
-                                      batch_size=page_kwargs.pop("batch_size", 8) if page_kwargs.get("group_images", True) else 1,
-                                      num_beams=page_kwargs.pop("num_beams", 1),
-                                      max_new_tokens=page_kwargs.pop("max_new_tokens", MAX_NEW_TOKENS))
+    batch_size = page_kwargs.pop("batch_size", 8)
+    num_beams = page_kwargs.pop("num_beams", 1)
+    max_new_tokens = page_kwargs.pop("max_new_tokens", MAX_NEW_TOKENS)
+    if recognizer is None:  # load the model once for the whole batch
+        recognizer = trocr_recognizer(resolve_model(model), num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size if page_kwargs.get("group_images", True) else 1)
     files = expand_inputs(inputs)
     for i, path in enumerate(files):
         if progress is not None:
