@@ -176,7 +176,7 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
                    DEC_LN_EPS)
 
     # feed-forward
-    h = bias_act_(x @ params[p + "fc1.weight"].T, params[p + "fc1.bias"], d.activation_function)
+    h = bias_act_(linear(x, params[p + "fc1.weight"]), params[p + "fc1.bias"], d.activation_function)
     x = layer_norm(x + linear(h, params[p + "fc2.weight"], params[p + "fc2.bias"]),
                    params[p + "final_layer_norm.weight"], params[p + "final_layer_norm.bias"], DEC_LN_EPS)
     return x, (probs if output_attentions else None)
@@ -211,7 +211,7 @@ def decoder_forward(params, cfg, input_ids, cache, output_attentions=False):
         x, probs = decoder_layer(params, cfg, i, x, cache, output_attentions)
         cross.append(probs)
     cache.length += T
-    logits = x @ output_weight(params, cfg).T                       # (B, T, V), no bias
+    logits = linear(x, output_weight(params, cfg))                  # (B, T, V), no bias
     return (logits, cross) if output_attentions else logits
 
 

@@ -19,7 +19,8 @@ from .kernels import bias_act_, layer_norm, softmax_
 
 def linear(x, w, b=None):
     """(..., in) @ (out, in).T + (out,) -> (..., out)"""
-    y = x @ w.T
+    # one (rows, in) GEMM for the whole batch: NumPy would loop over a leading batch axis
+    y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
@@ -87,7 +88,7 @@ def encoder_layer(params, cfg, i, x, output_attentions=False):
     a, probs = self_attention(params, p, h, e.num_attention_heads, e.qkv_bias, output_attentions)
     x = x + a
     h = layer_norm(x, params[p + "layernorm_after.weight"], params[p + "layernorm_after.bias"], e.layer_norm_eps)
-    h = bias_act_(h @ params[p + "intermediate.dense.weight"].T, params[p + "intermediate.dense.bias"],
+    h = bias_act_(linear(h, params[p + "intermediate.dense.weight"]), params[p + "intermediate.dense.bias"],
                   e.hidden_act)                                     # (B, S, F)
     x += linear(h, params[p + "output.dense.weight"], params[p + "output.dense.bias"])
     return x, probs

@@ -1,0 +1,170 @@
+"""TrOCR speed: trocr-np vs the torch reference, in one process, random weights, full depth.
+
+For the base (ViT-B + 12 x 1024 decoder) and large (ViT-L + 12 x 1024) layouts it times:
+  encoder   one 384 x 384 image through the encoder (median of --repeat runs)
+  token     one cached decoder step (median over the steps of a 32-token decode; the one-off
+            cross-attention K/V work is excluded on both sides)
+  greedy32  encoder + a whole greedy decode of exactly 32 new tokens (EOS suppressed)
+and prints each time and the ratio trocr-np / torch. Both run float32 at the same thread count:
+OpenBLAS threads for us (OPENBLAS_NUM_THREADS, set before NumPy loads), torch.set_num_threads
+for the reference. Numba kernels are serial.
+
+    python benchmarks/bench_trocr.py [--configs base large] [--threads N] [--repeat 3]
+
+Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
+`uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["base", "large"], choices=["base", "large"])
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=32)
+    return ap.parse_args()
+
+
+ARGS = parse_args()
+os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)  # must precede the NumPy import
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import (TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig,  # noqa: E402
+                          VisionEncoderDecoderModel)
+
+from trocr_np.decoder import decoder_forward, init_cache  # noqa: E402
+from trocr_np.encoder import encoder_forward  # noqa: E402
+from trocr_np.model import load_model  # noqa: E402
+
+LAYOUTS = {  # trocr.md section 1
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+
+
+def build(name, out_dir):
+    """Random HF model at the real layout, saved and loaded back as ours (memory-mapped)."""
+    enc = ViTConfig(image_size=384, patch_size=16, qkv_bias=False, **LAYOUTS[name])
+    dec = TrOCRConfig(vocab_size=50265, d_model=1024, decoder_layers=12, decoder_attention_heads=16,
+                      decoder_ffn_dim=4096, activation_function="gelu", cross_attention_hidden_size=enc.hidden_size)
+    torch.manual_seed(0)
+    hf = VisionEncoderDecoderModel(VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)).eval()
+    gc = hf.generation_config
+    gc.decoder_start_token_id, gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = 2, 0, 2, 1
+    hf.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+        f.write('{"image_processor_type": "ViTImageProcessor", "size": 384, "resample": 2}')
+    return hf, load_model(out_dir, tokenizer=False)
+
+
+def median_time(fn, repeat):
+    fn()  # warm-up (Numba compile / page-in of the memory-mapped weights)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def next_token(logits, eos):
+    logits = logits.copy()
+    logits[:, eos] = -np.inf  # suppress EOS so every decode runs the full length
+    return logits.argmax(-1)
+
+
+def ours_steps(model, enc, n):
+    """Per-step times of an n-token cached greedy decode (ours)."""
+    cfg, params = model.config, model.params
+    cache = init_cache(params, cfg, enc, n + 1)
+    tok = np.full((enc.shape[0], 1), cfg.decoder_start_token_id)
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        logits = decoder_forward(params, cfg, tok, cache)[:, -1]
+        tok = next_token(logits, cfg.eos_token_id)[:, None]
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+def torch_steps(hf, enc_t, n):
+    """Per-step times of an n-token cached greedy decode through HF's TrOCRForCausalLM."""
+    tok = torch.full((enc_t.shape[0], 1), 2)
+    cache, ts = None, []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        out = hf.decoder(input_ids=tok, encoder_hidden_states=enc_t, cache=cache, use_cache=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        tok = torch.from_numpy(next_token(out.logits[:, -1].numpy(), 2)[:, None])
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+def ours_greedy(model, px, n):
+    try:
+        from trocr_np.generate import generate
+    except ImportError:
+        generate = None
+    if generate is not None:
+        return generate(model, px, max_new_tokens=n, min_new_tokens=n).sequences
+    enc = encoder_forward(model.params, model.config, px)
+    return ours_steps(model, enc, n)
+
+
+def main():
+    torch.set_num_threads(ARGS.threads)
+    n = ARGS.tokens
+    print(f"threads: OpenBLAS {ARGS.threads}, torch {torch.get_num_threads()}; numpy {np.__version__}, "
+          f"torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    for name in ARGS.configs:
+        tmp = tempfile.mkdtemp(prefix=f"bench_trocr_{name}_")
+        try:
+            t0 = time.perf_counter()
+            hf, model = build(name, tmp)
+            print(f"[{name}] built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
+            px = np.random.default_rng(0).uniform(-1, 1, (1, 3, 384, 384)).astype(np.float32)
+            px_t = torch.from_numpy(px)
+            with torch.inference_mode():
+                t_enc = median_time(lambda: encoder_forward(model.params, model.config, px), ARGS.repeat)
+                r_enc = median_time(lambda: hf.encoder(px_t), ARGS.repeat)
+                enc = encoder_forward(model.params, model.config, px)
+                enc_t = hf.encoder(px_t).last_hidden_state
+                print(f"[{name}] encoder max|diff| {np.abs(enc - enc_t.numpy()).max():.2e}", flush=True)
+
+                ours_steps(model, enc, 4), torch_steps(hf, enc_t, 4)  # warm-up
+                t_tok = statistics.median(ours_steps(model, enc, n)[1:])
+                r_tok = statistics.median(torch_steps(hf, enc_t, n)[1:])
+
+                t_gen = median_time(lambda: ours_greedy(model, px, n), max(1, ARGS.repeat - 1))
+                r_gen = median_time(lambda: hf.generate(px_t, max_new_tokens=n, min_new_tokens=n, num_beams=1,
+                                                        do_sample=False, use_cache=True),
+                                    max(1, ARGS.repeat - 1))
+            for what, t, r in (("encoder / image", t_enc, r_enc), ("decoder / token", t_tok, r_tok),
+                               (f"greedy {n} tok (enc+dec)", t_gen, r_gen)):
+                rows.append((name, what, t, r))
+                print(f"[{name}] {what:24s} trocr-np {t * 1e3:9.1f} ms   torch {r * 1e3:9.1f} ms   "
+                      f"ratio {t / r:5.2f}", flush=True)
+            del hf, model
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("\nsummary (ratio = trocr-np / torch; goals: encoder <= 1.0, decoder/token <= 0.8)")
+    for name, what, t, r in rows:
+        print(f"  {name:5s} {what:24s} {t * 1e3:9.1f} ms {r * 1e3:9.1f} ms  {t / r:5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
