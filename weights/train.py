@@ -45,9 +45,9 @@ TRAIN_SEED_OFFSET, VALID_TEXT_OFFSET, VALID_FONT_OFFSET, TOKENIZER_OFFSET = 0, 1
 
 PRESETS = {  # model shape and run length per device
     "cuda": dict(enc_layers=8, enc_dim=256, enc_heads=4, dec_layers=6, dec_dim=256, dec_heads=4,
-                 steps=20000, batch_size=192, lr=6e-4, workers=15, replay=400000),
+                 steps=20000, batch_size=192, lr=6e-4, workers=15, replay=300000, ctc=0.5),
     "cpu": dict(enc_layers=6, enc_dim=256, enc_heads=4, dec_layers=4, dec_dim=256, dec_heads=4,
-                steps=1500, batch_size=24, lr=5e-4, workers=1, replay=0),
+                steps=1500, batch_size=24, lr=5e-4, workers=1, replay=0, ctc=0.5),
 }
 
 
@@ -271,11 +271,17 @@ def main(argv=None) -> int:
                     help="stop training after this many seconds (then save and evaluate)")
     ap.add_argument("--replay", type=int, default=None,
                     help="GPU replay buffer size in lines (0: pure streaming, exactly reproducible)")
+    ap.add_argument("--ctc", type=float, default=None,
+                    help="weight of an auxiliary CTC loss on the encoder columns (speeds up learning "
+                         "to look at the image; the CTC head is dropped when saving)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue from a saved HF folder (its tokenizer.json is reused)")
+    ap.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of --steps)")
     ap.add_argument("--eval-lines", type=int, default=1000)
     ap.add_argument("--bench-data", type=float, default=0, help="only time the data loader for N seconds")
     args = ap.parse_args(argv)
     p = dict(PRESETS[args.device])
-    for k in ("steps", "batch_size", "lr", "workers", "replay"):
+    for k in ("steps", "batch_size", "lr", "workers", "replay", "ctc"):
         if getattr(args, k) is not None:
             p[k] = getattr(args, k)
     seed_everything(args.seed)
@@ -286,7 +292,11 @@ def main(argv=None) -> int:
     print("fonts train:", train_fonts, "heldout:", heldout_fonts, flush=True)
 
     t0 = time.time()
-    tok = build_tokenizer(args.seed, train_fonts, args.vocab_size)
+    if args.init:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(args.init / "tokenizer.json"))
+    else:
+        tok = build_tokenizer(args.seed, train_fonts, args.vocab_size)
     print(f"tokenizer: {tok.get_vocab_size()} tokens in {time.time() - t0:.1f}s", flush=True)
     stream = LineStream(args.seed + TRAIN_SEED_OFFSET, train_fonts, tok.to_str())
     dl = DataLoader(stream, batch_size=p["batch_size"], num_workers=p["workers"], collate_fn=collate,
@@ -301,15 +311,24 @@ def main(argv=None) -> int:
         print(f"data: {n / (time.time() - t):.0f} lines/s with {p['workers']} workers", flush=True)
         return 0
 
-    model = build_model(p, tok.get_vocab_size()).to(device)
+    if args.init:
+        from transformers import VisionEncoderDecoderModel
+        model = VisionEncoderDecoderModel.from_pretrained(args.init, dtype=torch.float32).float().to(device)
+        model.encoder.pooler = None  # from_pretrained adds an (unused, untrained) ViT pooler
+    else:
+        model = build_model(p, tok.get_vocab_size()).to(device)
+    # auxiliary CTC head: encoder patch columns (height-pooled) -> token ids, blank = <pad>
+    enc_dim = model.config.encoder.hidden_size
+    ctc_head = torch.nn.Linear(enc_dim, tok.get_vocab_size()).to(device)
     n_enc = sum(x.numel() for x in model.encoder.parameters())
     n_dec = sum(x.numel() for x in model.decoder.parameters())
     print(f"params: encoder {n_enc / 1e6:.2f}M decoder {n_dec / 1e6:.2f}M; preset {p}", flush=True)
-    decay = [x for n, x in model.named_parameters() if x.ndim >= 2 and "embed" not in n]
-    no_decay = [x for n, x in model.named_parameters() if not (x.ndim >= 2 and "embed" not in n)]
+    named = list(model.named_parameters()) + [("ctc." + n, x) for n, x in ctc_head.named_parameters()]
+    decay = [x for n, x in named if x.ndim >= 2 and "embed" not in n]
+    no_decay = [x for n, x in named if not (x.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=p["lr"], betas=(0.9, 0.98), eps=1e-8, fused=device.type == "cuda")
-    warmup = max(1, int(0.05 * p["steps"]))
+    warmup = args.warmup if args.warmup is not None else max(1, int(0.05 * p["steps"]))
 
     def lr_at(step, frac):  # linear warmup, then cosine down to 5% as frac goes 0 -> 1
         if step < warmup:
@@ -333,12 +352,25 @@ def main(argv=None) -> int:
         dec_in = torch.cat([torch.full_like(labels[:, :1], 2), labels[:, :-1]], 1).masked_fill(
             torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1]], 1) == -100, 1)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(pixel_values=to_pixels(u8, device), decoder_input_ids=dec_in).logits
+            out = model(pixel_values=to_pixels(u8, device), decoder_input_ids=dec_in)
+            if p["ctc"]:
+                gh, gw = IMAGE_H // 16, IMAGE_W // 16
+                cols = out.encoder_last_hidden_state[:, 1:].reshape(len(u8), gh, gw, -1).mean(1)
+                ctc_logits = ctc_head(cols)                              # (B, W/16, V)
+        logits = out.logits
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                  ignore_index=-100, label_smoothing=0.1)
+        if p["ctc"]:
+            targ = labels[:, 1:]                                         # drop <s>
+            keep = (targ != -100) & (targ != 2)                          # and </s>, padding
+            lp = ctc_logits.float().log_softmax(-1).transpose(0, 1)      # (T, B, V)
+            ctc = torch.nn.functional.ctc_loss(
+                lp, targ.masked_fill(~keep, 0), torch.full((len(u8),), lp.shape[0], dtype=torch.long),
+                keep.sum(1), blank=1, zero_infinity=True)
+            loss = loss + p["ctc"] * ctc
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([x for _, x in named], 1.0)
         opt.step()
         step, seen = step + 1, seen + (fresh if isinstance(fresh, int) else len(u8))
         if step % 50 == 0 or step == 1:
