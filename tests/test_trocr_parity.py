@@ -313,6 +313,14 @@ def test_bias_act_fast_equals_reference(act):
     assert _maxdiff(got, ref) < 1e-6
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 8, 16, 17])
+def test_matmul_wt_equals_blas(m):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((m, 256)).astype(np.float32)
+    w = (rng.standard_normal((300, 256)) * 0.05).astype(np.float32)
+    assert _maxdiff(kernels.matmul_wt(x, w), x.astype(np.float64) @ w.T.astype(np.float64)) < 1e-5
+
+
 def test_exp32_accuracy():
     import numba
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import bias_act_, layer_norm, softmax_
+from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
 
 
 def linear(x, w, b=None):
     """(..., in) @ (out, in).T + (out,) -> (..., out)"""
     # one (rows, in) GEMM for the whole batch: NumPy would loop over a leading batch axis
-    y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0])
+    y = matmul_wt(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y

@@ -193,7 +193,32 @@ def softmax_(x, scale=1.0):
     return x
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, fastmath=_REDUCE_FM)
+def _matmul_rows_wt(x, w, out):
+    M, K = x.shape
+    for n in range(w.shape[0]):
+        for m in range(M):  # the weight row stays in L1 while every input row uses it
+            s = np.float32(0.0)
+            for k in range(K):
+                s += x[m, k] * w[n, k]
+            out[m, n] = s
+
+
+SMALL_M = (2, 16)  # row counts where streaming the weights once beats OpenBLAS (it re-reads them per row)
+
+
+def matmul_wt(x, w):
+    """x (M, K) @ w(N, K).T -> (M, N) float32. For a few rows (decode steps of a batch or of beams)
+    a serial Numba loop reads each weight row once; OpenBLAS's small-M sgemm streams the whole
+    weight matrix about once per row, so 3 beams cost 3x the memory traffic. Otherwise BLAS."""
+    if SMALL_M[0] <= x.shape[0] <= SMALL_M[1] and w.flags.c_contiguous and w.dtype == np.float32:
+        out = np.empty((x.shape[0], w.shape[0]), np.float32)
+        _matmul_rows_wt(np.ascontiguousarray(x, np.float32), w, out)
+        return out
+    return x @ w.T
+
+
+@numba.njit(cache=True, fastmath=_REDUCE_FM, error_model="numpy")
 def _attend_one(q, k, v, n, out, probs):
     B, H, hd = q.shape
     for bi in range(B):
