@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -28,6 +30,9 @@ from trocr_np.convert import convert_trocr  # noqa: E402
 from trocr_np.generate import GenerationError, ban_repeated_ngrams  # noqa: E402
 
 TOL = 1e-4  # float32 log-probabilities / scores against HF
+# Beam scores are sums scaled by len**-length_penalty and can reach |1e3| (length_penalty < 0), where one
+# float32 ulp is already 1.2e-4: scores are compared within TOL or SCORE_RTOL (about 8 ulp), whichever is larger.
+SCORE_RTOL = 1e-6
 N_IMAGES = 5
 
 transformers.logging.set_verbosity_error()
@@ -110,7 +115,7 @@ def assert_same(hf, px, ours, **kw):
         assert len(lp) == len(seq) - 1
         np.testing.assert_allclose(lp, ts[b, :len(lp)], atol=TOL, rtol=0)
     if beams:
-        np.testing.assert_allclose(out.scores, ref.sequences_scores.numpy(), atol=TOL, rtol=0)
+        np.testing.assert_allclose(out.scores, ref.sequences_scores.numpy(), atol=TOL, rtol=SCORE_RTOL)
     return out
 
 
@@ -155,6 +160,22 @@ def test_beam_mixed(mixed, num_beams, kw):
 def test_beam_long(never, num_beams, kw):
     hf, ours, px = never
     assert_same(hf, px, ours, num_beams=num_beams, **kw)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(num_beams=st.integers(1, 5), max_new_tokens=st.integers(1, 20),
+       length_penalty=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0]), early_stopping=st.sampled_from([True, False, "never"]),
+       no_repeat_ngram_size=st.integers(0, 3), eos=st.sampled_from([2, [2], [2, 5], [5, 2, 9]]),
+       min_new_tokens=st.sampled_from([None, 0, 3]), n_images=st.integers(1, N_IMAGES))
+def test_random_search_settings(mixed, num_beams, max_new_tokens, length_penalty, early_stopping,
+                                no_repeat_ngram_size, eos, min_new_tokens, n_images):
+    """Any combination of the supported settings, including edge cases (1 new token, negative penalty)."""
+    hf, ours, px = mixed
+    kw = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, length_penalty=length_penalty,
+              early_stopping=early_stopping, no_repeat_ngram_size=no_repeat_ngram_size, eos_token_id=eos)
+    if min_new_tokens is not None:
+        kw["min_new_tokens"] = min_new_tokens
+    assert_same(hf, px[:n_images], ours, **kw)
 
 
 @pytest.mark.parametrize("preset", ["small", "sinusoidal", "mismatch", "nonsquare"])
