@@ -262,6 +262,8 @@ def test_generation_config_defaults_and_errors(mixed, tmp_path):
         generate(ours, px.numpy(), max_length=1)
     with pytest.raises(GenerationError, match="num_beams"):
         generate(ours, px.numpy(), num_beams=0)
+    with pytest.raises(GenerationError, match="max_position_embeddings"):
+        generate(ours, px.numpy(), max_new_tokens=cfg.decoder.max_position_embeddings + 1)
     with pytest.raises(GenerationError, match="early_stopping"):
         generate(ours, px.numpy(), early_stopping="sometimes")
     bad = type(ours)(config=type(cfg)(**{**cfg.__dict__, "generation": {"do_sample": True}}), params=ours.params)

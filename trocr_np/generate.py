@@ -183,6 +183,12 @@ def generate(model, pixel_values=None, num_beams=None, max_new_tokens=None, max_
     cfg, params = model.config, model.params
     p = resolve_generation_params(cfg, num_beams, max_new_tokens, max_length, min_length, min_new_tokens,
                                   length_penalty, early_stopping, no_repeat_ngram_size, eos_token_id, pad_token_id)
+    dec = cfg.decoder
+    if dec.use_learned_position_embeddings and p["max_length"] > dec.max_position_embeddings + 1:
+        # the learned table covers positions 0 .. max_position_embeddings - 1, and the last token is never
+        # fed back, so max_position_embeddings new tokens fit (one more is an index error in HF)
+        raise GenerationError(f"max_length {p['max_length']} exceeds the decoder's max_position_embeddings "
+                              f"{dec.max_position_embeddings} + 1")
     if encoder_hidden_states is None:
         if pixel_values is None:
             raise GenerationError("generate needs pixel_values or encoder_hidden_states")
