@@ -134,6 +134,11 @@ def resolve_generation_params(cfg, num_beams=None, max_new_tokens=None, max_leng
             return value
         return gen[name] if gen.get(name) is not None else DEFAULTS[name]
 
+    def special(name, value):  # argument > generation_config.json > config.json (as resolved by load_config)
+        if value is not None:
+            return value
+        return gen[name] if gen.get(name) is not None else getattr(cfg, name, None)
+
     num_beams = int(pick("num_beams", num_beams))
     if num_beams < 1:
         raise GenerationError(f"num_beams must be >= 1, got {num_beams}")
@@ -156,15 +161,15 @@ def resolve_generation_params(cfg, num_beams=None, max_new_tokens=None, max_leng
     early = pick("early_stopping", early_stopping)
     if early not in (True, False, "never"):
         raise GenerationError(f"early_stopping must be True, False or 'never', got {early!r}")
-    eos = eos_token_id if eos_token_id is not None else gen.get("eos_token_id", getattr(cfg, "eos_token_id", None))
+    eos = special("eos_token_id", eos_token_id)
     eos = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-    pad = pad_token_id if pad_token_id is not None else gen.get("pad_token_id", getattr(cfg, "pad_token_id", None))
+    pad = special("pad_token_id", pad_token_id)
     if pad is None and eos:
         pad = eos[0]  # HF: pad defaults to the first EOS
     ngram = int(pick("no_repeat_ngram_size", no_repeat_ngram_size))
-    start = gen.get("decoder_start_token_id", getattr(cfg, "decoder_start_token_id", None))
+    start = special("decoder_start_token_id", None)
     if start is None:
-        start = gen.get("bos_token_id", getattr(cfg, "bos_token_id", None))
+        start = special("bos_token_id", None)
     if start is None:
         raise GenerationError("config: no 'decoder_start_token_id' (nor 'bos_token_id')")
     return dict(num_beams=num_beams, max_length=max_len, min_length=min_len, min_new_tokens=int(min_new or 0),
