@@ -137,18 +137,37 @@ def test_random_refiner_matches_reference(random_refiner, shape):
 
 @pytest.mark.parametrize("k,dilation,cin,cout,shape", [
     (3, 1, 3, 8, (17, 23)), (3, 1, 16, 24, (40, 50)), (3, 6, 8, 16, (20, 30)), (3, 24, 8, 4, (30, 20)),
-    (3, 60, 4, 4, (10, 10)), (1, 1, 24, 40, (9, 31)), (3, 2, 5, 7, (1, 1)), (3, 1, 2, 3, (1, 200))])
+    (3, 60, 4, 4, (10, 10)), (1, 1, 24, 40, (9, 31)), (3, 2, 5, 7, (1, 1)), (3, 1, 2, 3, (1, 200)),
+    (3, 1, 32, 16, (21, 13)), (3, 1, 64, 8, (1, 1))])
 def test_conv2d_fast_equals_reference_and_torch(k, dilation, cin, cout, shape):
     rng = np.random.default_rng(k * 100 + dilation)
     x = rng.standard_normal((*shape, cin)).astype(np.float32)
     w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    fast = layers.conv2d(x, w, b, dilation=dilation, relu=True)
     plain = layers.conv2d_reference(x, w, b, dilation=dilation, relu=True)
     t = torch.nn.functional.conv2d(torch.from_numpy(x).permute(2, 0, 1)[None], torch.from_numpy(w), torch.from_numpy(b),
                                    padding=dilation * (k // 2), dilation=dilation).relu()[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(fast, plain, atol=ATOL)
-    np.testing.assert_allclose(fast, t, atol=ATOL)
+    np.testing.assert_allclose(plain, t, atol=ATOL)
+    np.testing.assert_allclose(layers.conv2d(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)
+    np.testing.assert_allclose(layers.conv2d_im2col(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)
+    if k == 3 and dilation == 1:
+        np.testing.assert_allclose(layers.conv2d_winograd(x, w, b, relu=True), plain, atol=ATOL)
+        np.testing.assert_allclose(layers.conv2d_winograd(x, w, b, relu=False),
+                                   layers.conv2d_reference(x, w, b), atol=ATOL)
+
+
+@pytest.mark.parametrize("shape,cin,cout", [((33, 47), 16, 8), ((2, 3), 32, 5), ((100, 9), 64, 64), ((7, 400), 20, 3)])
+def test_winograd_odd_sizes_and_serial_equals_threaded(shape, cin, cout, monkeypatch):
+    """Odd heights/widths (partial tiles), many bands; the serial fallback gives the same result."""
+    rng = np.random.default_rng(cin)
+    x = rng.standard_normal((*shape, cin)).astype(np.float32)
+    w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    monkeypatch.setattr(layers, "WINOGRAD_TILES", 7)
+    threaded = layers.conv2d(x, w, b, relu=True)
+    np.testing.assert_allclose(threaded, layers.conv2d_reference(x, w, b, relu=True), atol=ATOL)
+    monkeypatch.setattr(layers, "THREADS", 1)
+    np.testing.assert_allclose(layers.conv2d(x, w, b, relu=True), threaded, atol=1e-6)   # BLAS may split differently
 
 
 def test_conv2d_banding_does_not_change_results(monkeypatch):
