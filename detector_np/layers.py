@@ -326,16 +326,66 @@ def conv2d(x, w, b, dilation=1, relu=False):
     return conv2d_im2col(x, w, b, dilation=dilation, relu=relu)
 
 
-def relu(x):
-    """In a new array, like torch's in-place ReLU applied to a value we still hold."""
-    return np.maximum(x, 0)
+def conv1x1_concat(xs, w, b, relu=False):
+    """1x1 conv of the channel concatenation of `xs`, without building the concatenation.
+
+    xs: list of (H, W, C_i) float32; w (Cout, sum C_i, 1, 1), b (Cout,) -> (H, W, Cout). Equal to
+    conv2d(np.concatenate(xs, axis=2), w, b): a 1x1 conv is a sum over input channels, so it splits
+    into one GEMM per part, accumulated band by band while the band is in cache.
+    """
+    H, W = xs[0].shape[:2]
+    widths = [x.shape[2] for x in xs]
+    if any(x.shape[:2] != (H, W) or x.ndim != 3 for x in xs) or w.shape[1:] != (sum(widths), 1, 1):
+        raise ValueError(f"conv1x1_concat: inputs {[x.shape for x in xs]} do not fit weight {w.shape}")
+    cout = w.shape[0]
+    xs = [np.ascontiguousarray(x, dtype=np.float32) for x in xs]
+    splits = np.cumsum([0] + widths)
+    wts = [np.ascontiguousarray(w[:, a:e, 0, 0].T, dtype=np.float32) for a, e in zip(splits[:-1], splits[1:])]
+    b = np.asarray(b, np.float32)
+    out = np.empty((H, W, cout), np.float32)
+    n_workers = THREADS if _workers() is not None else 1
+    rows = max(1, min(-(-H // (2 * n_workers)), BAND_BYTES // (W * max(widths + [cout]) * 4)))
+
+    def band(r0, local):
+        r1 = min(r0 + rows, H)
+        o = out[r0:r1].reshape(-1, cout)
+        tmp = _scratch(local, rows * W * cout)[:o.size].reshape(o.shape)
+        for i, (x, wt) in enumerate(zip(xs, wts)):
+            np.matmul(x[r0:r1].reshape(-1, x.shape[2]), wt, out=o if i == 0 else tmp)
+            if i:
+                o += tmp
+        o += b
+        if relu:
+            np.maximum(o, 0, out=o)
+
+    _run_bands(range(0, H, rows), band)
+    return out
 
 
-def maxpool2x2(x):
+@numba.njit(cache=True, nogil=True)
+def _maxpool2x2_rows(x, r0, r1, out):
+    for r in range(r0, r1):
+        for c in range(out.shape[1]):
+            for k in range(out.shape[2]):
+                out[r, c, k] = max(max(x[2 * r, 2 * c, k], x[2 * r, 2 * c + 1, k]),
+                                   max(x[2 * r + 1, 2 * c, k], x[2 * r + 1, 2 * c + 1, k]))
+
+
+def maxpool2x2_reference(x):
     """MaxPool2d(2, 2): (H, W, C) -> (H // 2, W // 2, C); an odd last row/column is dropped (floor mode)."""
     H, W, C = x.shape
     h, w = H // 2, W // 2
     return x[:2 * h, :2 * w].reshape(h, 2, w, 2, C).max(axis=(1, 3))
+
+
+def maxpool2x2(x):
+    """`maxpool2x2_reference` as a compiled kernel, row bands on the worker threads."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    H, W, C = x.shape
+    out = np.empty((H // 2, W // 2, C), np.float32)
+    rows = max(1, -(-(H // 2) // 8))
+    _run_bands(range(0, H // 2, rows), lambda r0, _: _maxpool2x2_rows(x, r0, min(r0 + rows, H // 2), out))
+    return out
 
 
 def maxpool3x3_same(x):
