@@ -5,7 +5,8 @@ transforms; we need none of that. So the modules are loaded from EasyOCR's folde
 package name (`_ref_easyocr.craft`, `_ref_easyocr.craft_utils`, `_ref_easyocr.imgproc`), and our
 torchvision stand-in (`tests/stubs/torchvision`) is visible in `sys.modules` only during those
 imports: afterwards no other test (nor transformers' "is torchvision available" probe) sees it.
-EasyOCR 1.7.2 ships no RefineNet; craft-text-detector 0.4.3 (installed with --no-deps) has
+EasyOCR 1.7.2 ships no RefineNet; craft-text-detector 0.4.3 (`pip install --no-deps
+craft-text-detector==0.4.3`: its declared dependencies would pull old OpenCV and torchvision) has
 clovaai's `refinenet.py`, loaded the same way.
 
 Usage: `ref = reference()` -> namespace with CRAFT, RefineNet, craft_utils, imgproc, torch, cv2.
@@ -62,28 +63,35 @@ def reference() -> types.SimpleNamespace:
         craft = importlib.import_module("_ref_easyocr.craft")
         craft_utils = importlib.import_module("_ref_easyocr.craft_utils")
         imgproc = importlib.import_module("_ref_easyocr.imgproc")
-        # craft-text-detector imports itself by absolute name: give it a bare package while importing
+        # craft-text-detector imports itself by absolute name: give it a bare package while importing.
+        # It is optional (installed with --no-deps): without it only the RefineNet tests skip.
         saved = sys.modules.pop("craft_text_detector", None)
         try:
             _private_package("craft_text_detector", "craft_text_detector")
-            refinenet = importlib.import_module("craft_text_detector.models.refinenet")
+            RefineNet = importlib.import_module("craft_text_detector.models.refinenet").RefineNet
+        except ImportError:
+            RefineNet = None
         finally:
             for k in [k for k in sys.modules if k.split(".")[0] == "craft_text_detector"]:
                 del sys.modules[k]
             if saved is not None:
                 sys.modules["craft_text_detector"] = saved
-    return types.SimpleNamespace(CRAFT=craft.CRAFT, RefineNet=refinenet.RefineNet, craft_utils=craft_utils,
+    return types.SimpleNamespace(CRAFT=craft.CRAFT, RefineNet=RefineNet, craft_utils=craft_utils,
                                  imgproc=imgproc, torch=torch, cv2=cv2)
 
 
-def require_reference() -> types.SimpleNamespace:
-    """`reference()`, or skip the test when the reference stack (torch, cv2, easyocr, craft-text-detector) is absent."""
+def require_reference(refiner: bool = False) -> types.SimpleNamespace:
+    """`reference()`, or skip the test when the reference stack (torch, cv2, easyocr) is absent;
+    with refiner=True also when craft-text-detector (the reference RefineNet) is absent."""
     import pytest
 
     try:
-        return reference()
+        ref = reference()
     except ImportError as e:  # pragma: no cover - depends on the environment
         pytest.skip(f"reference CRAFT stack not available: {e}")
+    if refiner and ref.RefineNet is None:
+        pytest.skip("craft-text-detector (reference RefineNet) not installed: pip install --no-deps craft-text-detector==0.4.3")
+    return ref
 
 
 # ------------------------------------------------------------------------------------------------

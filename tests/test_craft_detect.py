@@ -137,6 +137,7 @@ def test_refiner_matches_reference(ref, params, tmp_path):
     saved like the original (DataParallel `module.` prefix, legacy non-zip pickle)."""
     from test_craft_network import randomize_batchnorm
 
+    require_reference(refiner=True)
     torch.manual_seed(11)
     net = randomize_batchnorm(ref.RefineNet(), 12)
     with torch.no_grad():            # make the random refiner's link map look like a link map: small positive bias

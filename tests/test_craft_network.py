@@ -115,7 +115,7 @@ def test_real_weights_score_maps(real_craft, source, canvas):
 
 @pytest.fixture(scope="module")
 def random_refiner():
-    ref = require_reference()
+    ref = require_reference(refiner=True)
     torch.manual_seed(3)
     net = randomize_batchnorm(ref.RefineNet(), 4)
     return net, convert_state_dict(numpy_state(net), REFINER_CONVS)

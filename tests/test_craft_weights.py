@@ -18,12 +18,20 @@ def cache(tmp_path, monkeypatch):
 
 
 def refiner_state(seed=0, prefix="module."):
-    from _reference import require_reference
-    from test_craft_network import randomize_batchnorm
-
-    torch.manual_seed(seed)
-    net = randomize_batchnorm(require_reference().RefineNet(), seed)
-    return {prefix + k: v for k, v in net.state_dict().items()}
+    """A random LinkRefiner state_dict with the original's keys, as torch tensors (BN stats included)."""
+    rng = np.random.default_rng(seed)
+    sd = {}
+    for name, cout, cin, k, bn in REFINER_CONVS:
+        sd[name + ".weight"] = rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)
+        sd[name + ".bias"] = rng.standard_normal(cout) * 0.1
+        if bn:
+            head, idx = name.rsplit(".", 1)
+            bn_name = f"{head}.{int(idx) + 1}"
+            sd[bn_name + ".weight"] = 0.5 + rng.random(cout)
+            sd[bn_name + ".bias"] = 0.2 * rng.standard_normal(cout)
+            sd[bn_name + ".running_mean"] = 0.2 * rng.standard_normal(cout)
+            sd[bn_name + ".running_var"] = 0.5 + rng.random(cout)
+    return {prefix + k: torch.from_numpy(v.astype(np.float32)) for k, v in sd.items()}
 
 
 def test_default_craft_converted_once_and_cached(cache, monkeypatch):
