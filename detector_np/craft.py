@@ -39,21 +39,21 @@ def vgg16_bn_sources(params, x):
     h = conv(params, p + "slice1.3", h, relu=True)                 # (H, W, 64)
     h = maxpool2x2(h)                                              # (H/2, W/2, 64)
     h = conv(params, p + "slice1.7", h, relu=True)                 # (H/2, W/2, 128)
-    relu2_2 = h = conv(params, p + "slice1.10", h, relu=True)   # + slice2's in-place ReLU
+    relu2_2 = h = conv(params, p + "slice1.10", h, relu=True)      # (H/2, W/2, 128) + slice2's in-place ReLU
     # slice2: (ReLU, applied above), pool, conv3_1, conv3_2
     h = maxpool2x2(h)                                              # (H/4, W/4, 128)
     h = conv(params, p + "slice2.14", h, relu=True)                # (H/4, W/4, 256)
-    relu3_2 = h = conv(params, p + "slice2.17", h, relu=True)   # + slice3's in-place ReLU
+    relu3_2 = h = conv(params, p + "slice2.17", h, relu=True)      # (H/4, W/4, 256) + slice3's in-place ReLU
     # slice3: (ReLU), conv3_3, pool, conv4_1, conv4_2
     h = conv(params, p + "slice3.20", h, relu=True)                # (H/4, W/4, 256)
     h = maxpool2x2(h)                                              # (H/8, W/8, 256)
     h = conv(params, p + "slice3.24", h, relu=True)                # (H/8, W/8, 512)
-    relu4_3 = h = conv(params, p + "slice3.27", h, relu=True)   # + slice4's in-place ReLU
+    relu4_3 = h = conv(params, p + "slice3.27", h, relu=True)      # (H/8, W/8, 512) + slice4's in-place ReLU
     # slice4: (ReLU), conv4_3, pool, conv5_1, conv5_2
     h = conv(params, p + "slice4.30", h, relu=True)                # (H/8, W/8, 512)
     h = maxpool2x2(h)                                              # (H/16, W/16, 512)
     h = conv(params, p + "slice4.34", h, relu=True)                # (H/16, W/16, 512)
-    relu5_3 = h = conv(params, p + "slice4.37", h)                 # pre-ReLU: nothing rectifies it
+    relu5_3 = h = conv(params, p + "slice4.37", h)                 # (H/16, W/16, 512) pre-ReLU: nothing rectifies it
     # slice5 ("fc6/fc7"): MaxPool(3, 1, 1), dilated conv, 1x1 conv; no ReLU anywhere
     h = maxpool3x3_same(h)                                         # (H/16, W/16, 512)
     h = conv(params, p + "slice5.1", h, dilation=6)                # (H/16, W/16, 1024)

@@ -234,3 +234,8 @@ def test_conv1x1_concat_equals_conv_of_concatenation(widths, cout, shape):
     np.testing.assert_array_equal(layers.maxpool2x2(xs[0]), layers.maxpool2x2_reference(xs[0]))
     with pytest.raises(ValueError, match="conv1x1_concat"):
         layers.conv1x1_concat(xs, w[:, :-1], b)
+
+
+def test_winograd_weight_transform_equals_einsum():
+    w = np.random.default_rng(9).standard_normal((12, 7, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(layers.winograd_weights(w), layers.winograd_weights_reference(w), rtol=1e-6, atol=1e-6)
