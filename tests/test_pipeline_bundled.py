@@ -46,11 +46,13 @@ def model_dir():
     return d
 
 
-def test_bundled_model_reads_a_rendered_page(model_dir):
-    from trocr_np.pipeline import ocr_page
+@pytest.fixture(scope="module")
+def page():
+    import os
+
     import pipeline_pages
     pytest.importorskip("detector_np.detect")
-    missing = [f for f in FONTS if not __import__("os").path.exists(f)]
+    missing = [f for f in FONTS if not os.path.exists(f)]
     if missing:
         pytest.skip(f"fonts not installed: {missing}")
     old = pipeline_pages.FONT_FILES
@@ -60,10 +62,25 @@ def test_bundled_model_reads_a_rendered_page(model_dir):
         im, quads, texts = render_page(items, (560, 380), deg=1.5)
     finally:
         pipeline_pages.FONT_FILES = old
+    return im, "\n".join(texts)
+
+
+def test_bundled_model_reads_a_rendered_page(model_dir, page):
+    from trocr_np.pipeline import ocr_page
+    im, want = page
     res = ocr_page(im, model=model_dir, canvas_size=640, mag_ratio=1.0)
-    want = "\n".join(texts)
     err = cer(want, res.text)
     print(f"\nbundled model page CER {err:.3f}\n--- rendered\n{want}\n--- recognised\n{res.text}")
-    assert len(res.lines) == len(texts)
+    assert len(res.lines) == len(LINES)
     assert all(0 < ln.confidence <= 1 for ln in res.lines)
     assert err <= MAX_CER, (err, res.text)
+
+
+def test_cli_without_model_uses_the_bundled_one(model_dir, page, tmp_path, capsys):
+    from trocr_np.cli import main
+    im, want = page
+    p = tmp_path / "note.png"
+    im.save(p)
+    assert main(["ocr", str(p), "--canvas-size", "640", "--mag-ratio", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert cer(want, out.rstrip("\n")) <= MAX_CER, out
