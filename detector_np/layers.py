@@ -133,19 +133,23 @@ _pool = None                     # (pid, executor, thread-local buffers); rebuil
 _set_local = None
 
 
+_pool_lock = threading.Lock()
+
+
 def _workers():
     """The band executor and its thread-local scratch, or None to run serially."""
     global _pool, _set_local
     if THREADS < 2:
         return None
-    if _pool is None or _pool[0] != os.getpid():
-        np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)          # make sure BLAS is loaded
-        _set_local = _find_openblas_local_setter()
-        if _set_local is None:
-            _pool = (os.getpid(), None, None)
-        else:
-            ex = ThreadPoolExecutor(THREADS, thread_name_prefix="detector_np", initializer=lambda: _set_local(1))
-            _pool = (os.getpid(), ex, threading.local())
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():                      # first use, or after a fork
+            np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)      # make sure BLAS is loaded
+            _set_local = _find_openblas_local_setter()
+            if _set_local is None:
+                _pool = (os.getpid(), None, None)
+            else:
+                ex = ThreadPoolExecutor(THREADS, thread_name_prefix="detector_np", initializer=lambda: _set_local(1))
+                _pool = (os.getpid(), ex, threading.local())
     return _pool if _pool[1] is not None else None
 
 
