@@ -1,6 +1,7 @@
 """detector_np: the CRAFT text detector and its LinkRefiner in pure NumPy + Numba."""
 from .craft import craft_forward
 from .detect import Detection, detect
+from .group import group_text_box
 from .postprocess import adjust_result_coordinates, get_det_boxes
 from .preprocess import normalize_mean_variance, resize_aspect_ratio, resize_linear_u8
 from .refiner import refiner_forward
@@ -9,5 +10,5 @@ from .weights import load_craft, load_refiner
 __all__ = [
     "Detection", "detect", "load_craft", "load_refiner", "craft_forward", "refiner_forward",
     "resize_aspect_ratio", "resize_linear_u8", "normalize_mean_variance", "get_det_boxes",
-    "adjust_result_coordinates",
+    "adjust_result_coordinates", "group_text_box",
 ]
