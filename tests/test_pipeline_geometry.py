@@ -49,6 +49,19 @@ def test_crop_matches_opencv_warp_perspective():
     assert worst <= CV2_MAX_ABS_DIFF and frac <= CV2_MAX_FRAC_OVER_1, (worst, frac)
 
 
+def test_compiled_crop_equals_the_numpy_reference():
+    # the Numba kernel repeats warp_perspective's float64 arithmetic in the same order: bit-exact
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for t in range(150):
+        q = _rect_quad(*rng.uniform([-20, -20], [180, 140]), rng.uniform(3, 200), rng.uniform(2, 50),
+                       rng.uniform(-1.5, 1.5)) + rng.normal(0, 2, (4, 2))  # partly outside the image too
+        for border in ("replicate", "constant"):
+            fast = crop_quad(img, q, margin=0.1, border=border, fill=200)
+            ref = crop_quad(img, q, margin=0.1, border=border, fill=200, fast=False)
+            np.testing.assert_array_equal(fast, ref, err_msg=f"quad {t}, {border}")
+
+
 def test_homography_matches_opencv():
     cv2 = pytest.importorskip("cv2")
     src = np.array([[3, 4], [100, 10], [96, 50], [1, 40]], np.float32)
