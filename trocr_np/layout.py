@@ -22,8 +22,8 @@ Algorithm (a recursive X-Y cut adapted to text lines):
 A single long title spanning both columns is its own band, so "title, then
 left column, then right column" comes out right. Forms with two aligned columns
 of key/value pairs separated by a wide gap are read as two columns: geometry
-alone cannot tell them from a two-column page (lower `gutter` never helps; use
-a larger one to read such forms row by row).
+alone cannot tell them from a two-column page; pass a larger `gutter` to read
+such forms row by row.
 
 References: Nagy & Seth, "Hierarchical representation of optically scanned
 documents" (1984), the X-Y cut; EasyOCR `utils.group_text_box` (y-centre rows).

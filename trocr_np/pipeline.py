@@ -14,14 +14,18 @@ The stages mirror a Spark OCR pipeline:
 
 Line regions. With a LinkRefiner the refined link map already joins the words
 of a line, so CRAFT's boxes are lines. Without it, CRAFT gives word boxes,
-which are merged into lines with EasyOCR's `group_text_box` (engineer D's exact
-port). `group_text_box` only merges nearly horizontal boxes (slope < 0.1), so
-on a slightly rotated page we first de-rotate the boxes by the page's dominant
-text angle, group, and rotate the merged lines back: lines stay rotated
-quads, and the crop's perspective warp makes them upright.
+which are merged into lines with EasyOCR's `group_text_box` (detector_np.group,
+an exact port) plus three steps for handwriting and skewed pages (see
+`group_lines`): the boxes are de-rotated by the page skew (layout.skew_angle)
+and the merged lines rotated back, so lines stay rotated quads that the crop's
+perspective warp makes upright; word boxes tilted by < 25 degrees count as
+horizontal; and pieces of one row that EasyOCR's height rule kept apart are
+merged. `group_lines(..., deskew=False, straighten_deg=0, merge_rows=False)`
+is EasyOCR's grouping exactly.
 
 Scores. `Line.score` is the mean CRAFT region ("text") score over the text
-pixels (score > low_text) inside the line's polygon; `Line.confidence` is the recogniser's mean token probability.
+pixels (score > low_text) inside the line's polygon; `Line.confidence` is the
+recogniser's mean token probability.
 
 References: EasyOCR `easyocr.py::Reader.readtext` (detect -> group_text_box ->
 min_size -> recognise); CRAFT-pytorch `test.py` (refiner replaces the link map).
@@ -51,7 +55,7 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".
 MAX_NEW_TOKENS = 64
 
 # De-rotate before grouping only when the page is visibly skewed; below this the
-# boxes go to group_text_box untouched (exactly EasyOCR's behaviour).
+# boxes go to group_text_box in page coordinates, as in EasyOCR.
 DESKEW_MIN_DEG = 0.5
 # Word boxes tilted less than this against the text direction count as horizontal (see group_lines).
 STRAIGHTEN_DEG = 25.0
