@@ -210,3 +210,33 @@ def test_cli_detect_and_json(params, capsys, tmp_path):
     assert len(out["polys"]) == len(det.boxes)
     assert main(["detect", str(tmp_path / "missing.png")]) == 2
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_runtime_needs_neither_torch_nor_opencv(tmp_path):
+    """Conversion (legacy .pth, no torch) and detection in a fresh interpreter where importing the
+    reference stack raises."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "torchvision", "transformers", "cv2", "easyocr", "skimage"):
+                    raise ImportError(f"runtime code imported {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from trocr_np.cli import main
+        assert main(["convert-detector"]) == 0
+        assert main(["detect", sys.argv[1], "--canvas-size", "256", "--poly"]) == 0
+        print("OK")
+    """)
+    env = {**os.environ, "TROCR_NP_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", script, str(DATA / "idcard.png")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("OK") and (tmp_path / "cache" / "craft_mlt_25k.safetensors").is_file()
