@@ -394,6 +394,24 @@ def render_line(text: str, font: str, rng: np.random.Generator, size: int | None
     return Image.fromarray((255 - np.clip(ink, 0, 1) * 255).astype(np.uint8)).convert("RGB")
 
 
+def render_page(lines: list[str], font: str, rng: np.random.Generator, size: int = 40,
+                margin: int = 60, spacing: float = 1.9) -> Image.Image:
+    """A handwritten note: each line rendered and warped like a training line, placed
+    on one sheet with a slightly uneven left margin and line pitch, then the whole
+    sheet gets the paper, ink and camera treatment. -> RGB page."""
+    inks = [_crop_to_ink(warp(render_ink(t, font, rng, size), rng, size), rng, size) for t in lines]
+    pitch = int(spacing * size)
+    w = max(i.shape[1] for i in inks) + 2 * margin
+    h = pitch * len(lines) + 2 * margin
+    page = np.zeros((h, w), np.float32)
+    for k, ink in enumerate(inks):
+        y = margin + k * pitch + int(rng.integers(-size // 10, size // 10 + 1))
+        x = margin + int(rng.integers(0, size // 3 + 1))
+        hh, ww = min(ink.shape[0], h - y), min(ink.shape[1], w - x)
+        page[y: y + hh, x: x + ww] = np.maximum(page[y: y + hh, x: x + ww], ink[:hh, :ww])
+    return paper_and_ink(page, rng)
+
+
 @dataclass(frozen=True)
 class Sample:
     image: Image.Image
