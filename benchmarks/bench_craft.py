@@ -1,6 +1,6 @@
 """CRAFT forward at canvas 1280 on a ~1000x630 photo: ours vs the reference (EasyOCR's CRAFT in torch).
 
-Run: python benchmarks/bench_craft.py [--image PATH] [--canvas-size 1280] [--repeat 3] [--no-memory]
+Run: python benchmarks/bench_craft.py [--image PATH] [--canvas-size 1280] [--repeat 3] [--no-memory] [--refiner]
 
 Prints the min and median time of each forward (runs interleaved in this process) and the ratios;
 then the peak RSS of each forward measured in a fresh subprocess (fair: each process holds only
@@ -117,6 +117,7 @@ def main():
     ap.add_argument("--canvas-size", type=int, default=1280)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    ap.add_argument("--refiner", action="store_true", help="also time the LinkRefiner (random weights: the real ones are not bundled)")
     ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -146,6 +147,24 @@ def main():
         t_ref, t_ours = float(stat(t_refs)), float(stat(t_ourss))
         print(f"forward {stat.__name__:6}  reference {t_ref:7.3f} s   ours {t_ours:7.3f} s   ratio ours/ref {t_ours / t_ref:.2f}")
     print(f"parity   max|dy| {np.abs(y - ry).max():.2e}  max|dfeature| {np.abs(f - rf).max():.2e}")
+
+    if args.refiner:
+        from _reference import reference
+
+        from detector_np.refiner import refiner_forward
+        from detector_np.weights import REFINER_CONVS, convert_state_dict
+
+        torch.manual_seed(0)
+        rnet = reference().RefineNet().eval()
+        rparams = convert_state_dict({k: v.numpy() for k, v in rnet.state_dict().items()}, REFINER_CONVS)
+        ty, tf = torch.from_numpy(ry)[None], torch.from_numpy(rf).permute(2, 0, 1)[None]
+
+        def ref_refine():
+            with torch.no_grad():
+                return rnet(ty, tf)[0].numpy()
+        t_r, rr = timed(ref_refine, args.repeat)
+        t_o, ro = timed(lambda: refiner_forward(rparams, ry, rf), args.repeat)
+        print(f"refiner   reference {t_r:7.3f} s   ours {t_o:7.3f} s   ratio {t_o / t_r:.2f}   max|d| {np.abs(ro - rr).max():.2e}")
 
     try:
         from detector_np.postprocess import get_det_boxes

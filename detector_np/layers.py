@@ -342,13 +342,40 @@ def conv2d_winograd(x, w, b, relu=False):
     return out
 
 
+def conv2d_dilated_winograd(x, w, b, dilation, relu=False):
+    """A dilated 3x3 conv as one undilated Winograd conv over a mosaic of the image's polyphase parts.
+
+    Output pixel (r, c) of a conv with dilation d only reads pixels congruent to (r, c) mod d, so
+    each of the d*d sub-images x[p::d, q::d] is convolved with an ordinary 3x3 kernel. They are laid
+    out side by side, one zero row/column apart (the zero padding each one needs), and convolved at
+    once. x (H, W, Cin), w (Cout, Cin, 3, 3), b (Cout,) -> (H, W, Cout).
+    """
+    H, W, C = x.shape
+    d = dilation
+    hd, wd = -(-H // d), -(-W // d)                              # sub-image size (zero-extended)
+    mosaic = np.zeros((d, hd + 1, d, wd + 1, C), np.float32)    # [p, i, q, j] = x[i*d + p, j*d + q]
+    padded = np.zeros((hd * d, wd * d, C), np.float32)
+    padded[:H, :W] = x
+    mosaic[:, :hd, :, :wd] = padded.reshape(hd, d, wd, d, C).transpose(1, 0, 3, 2, 4)
+    del padded
+    y = conv2d_winograd(mosaic.reshape(d * (hd + 1), d * (wd + 1), C), w, b, relu=relu)
+    del mosaic
+    y = y.reshape(d, hd + 1, d, wd + 1, -1)[:, :hd, :, :wd].transpose(1, 0, 3, 2, 4)    # (hd, d, wd, d, Cout)
+    return np.ascontiguousarray(y.reshape(hd * d, wd * d, -1)[:H, :W])
+
+
 def conv2d(x, w, b, dilation=1, relu=False):
-    """`conv2d_reference`, fast: Winograd for undilated 3x3 convs on >= 16 channels, else banded im2col.
+    """`conv2d_reference`, fast: Winograd for 3x3 convs on >= 16 channels (dilated ones through a
+    polyphase mosaic when that costs < 1.6x the pixels), else banded im2col.
 
     x (H, W, Cin) float32, w (Cout, Cin, k, k) with k in {1, 3}, b (Cout,) -> (H, W, Cout) float32.
     """
-    if w.ndim == 4 and w.shape[2] == 3 and dilation == 1 and x.ndim == 3 and x.shape[2] >= WINOGRAD_MIN_CIN:
-        return conv2d_winograd(x, w, b, relu=relu)
+    if w.ndim == 4 and w.shape[2] == 3 and x.ndim == 3 and x.shape[2] >= WINOGRAD_MIN_CIN:
+        if dilation == 1:
+            return conv2d_winograd(x, w, b, relu=relu)
+        H, W = x.shape[:2]
+        if (-(-H // dilation) + 1) * (-(-W // dilation) + 1) * dilation ** 2 < 1.6 * H * W:
+            return conv2d_dilated_winograd(x, w, b, dilation, relu=relu)
     return conv2d_im2col(x, w, b, dilation=dilation, relu=relu)
 
 

@@ -139,7 +139,8 @@ def test_random_refiner_matches_reference(random_refiner, shape):
 @pytest.mark.parametrize("k,dilation,cin,cout,shape", [
     (3, 1, 3, 8, (17, 23)), (3, 1, 16, 24, (40, 50)), (3, 6, 8, 16, (20, 30)), (3, 24, 8, 4, (30, 20)),
     (3, 60, 4, 4, (10, 10)), (1, 1, 24, 40, (9, 31)), (3, 2, 5, 7, (1, 1)), (3, 1, 2, 3, (1, 200)),
-    (3, 1, 32, 16, (21, 13)), (3, 1, 64, 8, (1, 1))])
+    (3, 1, 32, 16, (21, 13)), (3, 1, 64, 8, (1, 1)), (3, 6, 16, 8, (52, 80)), (3, 24, 16, 4, (50, 75)),
+    (3, 5, 17, 3, (7, 12))])
 def test_conv2d_fast_equals_reference_and_torch(k, dilation, cin, cout, shape):
     rng = np.random.default_rng(k * 100 + dilation)
     x = rng.standard_normal((*shape, cin)).astype(np.float32)
@@ -151,6 +152,8 @@ def test_conv2d_fast_equals_reference_and_torch(k, dilation, cin, cout, shape):
     np.testing.assert_allclose(plain, t, atol=ATOL)
     np.testing.assert_allclose(layers.conv2d(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)
     np.testing.assert_allclose(layers.conv2d_im2col(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)
+    if k == 3 and dilation > 1:
+        np.testing.assert_allclose(layers.conv2d_dilated_winograd(x, w, b, dilation, relu=True), plain, atol=ATOL)
     if k == 3 and dilation == 1:
         np.testing.assert_allclose(layers.conv2d_winograd(x, w, b, relu=True), plain, atol=ATOL)
         np.testing.assert_allclose(layers.conv2d_winograd(x, w, b, relu=False),
