@@ -46,8 +46,8 @@ TRAIN_SEED_OFFSET, VALID_TEXT_OFFSET, VALID_FONT_OFFSET, TOKENIZER_OFFSET = 0, 1
 PRESETS = {  # model shape and run length per device
     "cuda": dict(enc_layers=8, enc_dim=256, enc_heads=4, dec_layers=6, dec_dim=256, dec_heads=4,
                  steps=20000, batch_size=192, lr=6e-4, workers=15, replay=300000, ctc=0.5),
-    "cpu": dict(enc_layers=6, enc_dim=256, enc_heads=4, dec_layers=4, dec_dim=256, dec_heads=4,
-                steps=1500, batch_size=24, lr=5e-4, workers=1, replay=0, ctc=0.5),
+    "cpu": dict(enc_layers=4, enc_dim=192, enc_heads=3, dec_layers=3, dec_dim=192, dec_heads=3,
+                steps=1200, batch_size=16, lr=5e-4, workers=1, replay=0, ctc=0.5),
 }
 
 
