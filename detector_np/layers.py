@@ -6,9 +6,10 @@ output in place with no transpose. The patch matrix of a full-size layer would b
 pixels x 9 x 64 channels = 2.4 GB), so it is built a band of rows at a time into one reusable
 buffer of a few MB; bias and ReLU are applied to each band while it is still in cache.
 
-Undilated 3x3 convolutions on 16+ channels (nearly all of CRAFT's FLOPs) use Winograd F(2x2, 3x3)
-instead, which needs 2.25x fewer multiplies. Bands are processed by a few worker threads, each with
-a single-threaded GEMM (see `_workers`).
+3x3 convolutions on 16+ channels (nearly all of CRAFT's FLOPs) use Winograd F(2x2, 3x3) instead,
+which needs 2.25x fewer multiplies; dilated ones (fc6, the refiner's ASPP) go through a mosaic of
+their polyphase sub-images. Bands are processed by a few worker threads, each with a
+single-threaded GEMM (see `_workers`; TROCR_NP_THREADS sets their number).
 
 `conv2d_reference` is the plain definition (sum over the taps of shifted matmuls); tests hold
 both fast paths equal to it. Weights keep PyTorch's (Cout, Cin, kh, kw) layout and names.
