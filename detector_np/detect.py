@@ -77,7 +77,8 @@ def detect(image, params=None, *, canvas_size=1280, mag_ratio=1.5, width=None, t
            link_threshold=0.4, low_text=0.4, poly=False, refiner=None, size_threshold=-1) -> Detection:
     """Detect text in `image` with CRAFT (and the LinkRefiner when `refiner` is given).
 
-    image: path, bytes, PIL image or (H, W[, C]) array; params: CRAFT params (default `load_craft()`);
+    image: path, bytes, PIL image or (H, W[, C]) array; params: CRAFT params, or the path of CRAFT
+    weights (default `load_craft()`: craft_mlt_25k);
     canvas_size, mag_ratio: the image's long side is scaled by mag_ratio, capped at canvas_size;
     width: instead scale the image to exactly this width (overrides canvas_size and mag_ratio);
     text_threshold, link_threshold, low_text: the reference's thresholds;
@@ -88,6 +89,8 @@ def detect(image, params=None, *, canvas_size=1280, mag_ratio=1.5, width=None, t
     """
     if params is None:
         params = _default_craft()
+    elif isinstance(params, (str, bytes)) or hasattr(params, "__fspath__"):
+        params = load_craft(params)                              # a .pth or converted .safetensors
     if isinstance(refiner, (str, bytes)) or hasattr(refiner, "__fspath__"):
         refiner = load_refiner(refiner)
     for name, v in (("canvas_size", canvas_size), ("width", width if width is not None else 1)):
