@@ -130,11 +130,9 @@ def _default_threads() -> int:
 
 
 THREADS = _default_threads()     # worker threads for the convolutions (TROCR_NP_THREADS overrides)
-_pool = None                     # (pid, executor, thread-local buffers); rebuilt after a fork
-_set_local = None
-
-
+_pool = None                     # (pid, executor, thread-local scratch buffers); rebuilt after a fork
 _pool_lock = threading.Lock()
+_set_local = None
 
 
 def _workers():
@@ -155,6 +153,7 @@ def _workers():
 
 
 def _scratch(local, n):
+    """A float32 buffer of at least n elements, kept per worker thread and reused across calls."""
     buf = getattr(local, "buf", None)
     if buf is None or buf.size < n:
         buf = local.buf = np.empty(n, np.float32)
