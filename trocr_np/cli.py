@@ -13,6 +13,7 @@ are built in `build_parser()`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -218,6 +219,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
         print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` & co.: stop quietly, like coreutils
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
