@@ -314,6 +314,26 @@ def _token_id(key: str, *sources: tuple[dict, str]):
     return None
 
 
+# Generation settings that transformers takes from config.json when a checkpoint has no
+# generation_config.json (`GenerationConfig.from_model_config`: the top level first, then the
+# decoder's sub-config for what the top level leaves unset). Fine-tuned TrOCR checkpoints often
+# carry num_beams / max_length / no_repeat_ngram_size there. Sampling-only knobs are left out.
+GENERATION_KEYS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "length_penalty",
+                   "early_stopping", "no_repeat_ngram_size", "do_sample", "repetition_penalty",
+                   "encoder_repetition_penalty", "bad_words_ids", "forced_bos_token_id", "forced_eos_token_id",
+                   "suppress_tokens", "begin_suppress_tokens", "num_return_sequences", "num_beam_groups",
+                   "diversity_penalty", "exponential_decay_length_penalty", "renormalize_logits",
+                   "remove_invalid_values", "encoder_no_repeat_ngram_size")
+
+
+def generation_from_model_config(cfg: dict) -> dict:
+    """The generation settings stored in config.json itself (used when generation_config.json is absent)."""
+    gen = {}
+    for src in (cfg.get("decoder") or {}, cfg):  # the top level wins
+        gen.update({k: v for k, v in src.items() if k in GENERATION_KEYS and v is not None})
+    return gen
+
+
 def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str = "config.json") -> TrOCRConfig:
     """Build a TrOCRConfig from already-loaded JSON dicts (see `load_config`)."""
     if cfg.get("model_type") != "vision-encoder-decoder":
@@ -328,7 +348,8 @@ def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str =
     if dec.cross_attention_hidden_size is not None and dec.cross_attention_hidden_size != enc.hidden_size:
         raise ConfigError(f"{where}: decoder 'cross_attention_hidden_size' {dec.cross_attention_hidden_size} "
                           f"must equal the encoder 'hidden_size' {enc.hidden_size}")
-    gen = gen or {}
+    if gen is None:
+        gen = generation_from_model_config(cfg)
     sources = [(gen, "generation_config.json"), (cfg, where), (cfg["decoder"], f"{where}: decoder")]
     start = _token_id("decoder_start_token_id", *sources)
     if start is None:
