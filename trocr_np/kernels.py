@@ -221,28 +221,33 @@ def matmul_wt(x, w):
 @numba.njit(cache=True, fastmath=_REDUCE_FM, error_model="numpy")
 def _attend_one(q, k, v, n, out, probs):
     B, H, hd = q.shape
+    acc = np.empty(hd, np.float32)  # a private accumulator LLVM can keep in registers
     for bi in range(B):
         for h in range(H):
-            m = -np.inf
+            qv = q[bi, h]
+            kk = k[bi, h]
+            vv = v[bi, h]
+            pr = probs[bi, h]
+            m = np.float32(-np.inf)
             for t in range(n):
                 s = np.float32(0.0)
                 for j in range(hd):
-                    s += q[bi, h, j] * k[bi, h, t, j]
-                probs[bi, h, t] = s
-                if s > m:
-                    m = s
+                    s += qv[j] * kk[t, j]
+                pr[t] = s
+                m = max(m, s)
             z = np.float32(0.0)
             for t in range(n):
-                e = exp32(probs[bi, h, t] - m)
-                probs[bi, h, t] = e
+                e = exp32(pr[t] - m)
+                pr[t] = e
                 z += e
-            for j in range(hd):
-                out[bi, h, j] = 0.0
+            inv = np.float32(1.0) / z
+            acc[:] = 0.0
             for t in range(n):
-                p = probs[bi, h, t] / z
-                probs[bi, h, t] = p
+                p = pr[t] * inv
+                pr[t] = p
                 for j in range(hd):
-                    out[bi, h, j] += p * v[bi, h, t, j]
+                    acc[j] += p * vv[t, j]
+            out[bi, h, :] = acc
 
 
 def attend_one(q, k, v, n):
