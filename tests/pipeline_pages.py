@@ -119,3 +119,17 @@ def two_column_page(deg=0.0):
     items += stack(24, 70, [(SENTENCES[i], 1 + i, 20) for i in range(4)], gap=0.7)
     items += stack(330, 78, [(SENTENCES[6 + i], 2 + i, 20) for i in range(3)], gap=0.9)
     return render_page(items, (600, 250), deg)
+
+
+def five_files_one_corrupt(folder):
+    """Write five one-word images into `folder`, the third a corrupt PNG; return their paths in order."""
+    folder.mkdir()
+    paths = []
+    for i, word in enumerate(["alpha", "bravo", "corrupt", "delta", "echo"]):
+        p = folder / f"{i}_{word}.png"
+        if word == "corrupt":
+            p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+        else:
+            render_page([(12, 14, word, i, 26)], (220, 64), first_ink=i)[0].save(p)
+        paths.append(p)
+    return paths

@@ -13,6 +13,7 @@ from PIL import Image
 
 import trocr_np
 from trocr_np.bundled import bundled_model_dir
+from trocr_np.metrics import edit_distance
 
 LINES = Path(__file__).parent / "data" / "bundled_lines"
 # Measured 0.233 on these 20 lines (15 in training fonts, 5 in the held-out fonts, all
@@ -24,16 +25,6 @@ def _labels():
     rows = [ln.rstrip("\n").split("\t") for ln in (LINES / "labels.tsv").read_text(encoding="utf-8").splitlines()
             if ln and not ln.startswith("#")]
     return [(LINES / f, font, text) for f, font, text in rows]
-
-
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_pages import SENTENCES, ink, ink_index, font, one_column_page, polygon_iou, render_page, two_column_page
+from pipeline_pages import SENTENCES, five_files_one_corrupt, ink, ink_index, font, one_column_page, polygon_iou, render_page, two_column_page
 from trocr_np.image_io import ImageError
 from trocr_np.pipeline import ErrorRecord, PageResult, group_lines, ocr_files, ocr_page
 
@@ -120,21 +120,8 @@ def _word_image(i, word):
     return render_page([(12, 14, word, i, 26)], (220, 64), first_ink=i)[0]
 
 
-def _five_files_one_corrupt(folder):
-    folder.mkdir()
-    paths = []
-    for i, word in enumerate(["alpha", "bravo", "corrupt", "delta", "echo"]):
-        p = folder / f"{i}_{word}.png"
-        if word == "corrupt":
-            p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-        else:
-            _word_image(i, word).save(p)
-        paths.append(p)
-    return paths
-
-
 def test_batch_of_five_with_one_corrupt_file(craft, tmp_path):
-    paths = _five_files_one_corrupt(tmp_path / "batch")
+    paths = five_files_one_corrupt(tmp_path / "batch")
     seen = []
     out = list(ocr_files([tmp_path / "batch"], detector_params=craft, recognizer=ink_recognizer(5),
                          progress=lambda i, n, p: seen.append((i, n, p.name)), **SMALL))

@@ -8,6 +8,7 @@ newlines included, so missing or merged lines count as errors too).
 import pytest
 
 from pipeline_pages import render_page, stack
+from trocr_np.metrics import cer
 
 bundled = pytest.importorskip("trocr_np.bundled", reason="bundled recogniser not installed")
 
@@ -25,16 +26,6 @@ FONTS = ["/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf",
 LINES = ["meet me at the station", "bring the blue notebook", "see you on friday",
          "call your mother tonight", "the garden needs water"]
 SIZES = (34, 40, 36, 32, 38)
-
-
-def cer(ref: str, hyp: str) -> float:
-    prev = list(range(len(hyp) + 1))
-    for i, a in enumerate(ref, 1):
-        cur = [i]
-        for j, b in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a != b)))
-        prev = cur
-    return prev[-1] / max(1, len(ref))
 
 
 @pytest.fixture(scope="module")

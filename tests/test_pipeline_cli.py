@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipeline_pages import render_page
+from pipeline_pages import five_files_one_corrupt, render_page
 from trocr_np.cli import main
 
 pytest.importorskip("detector_np.detect")
@@ -28,21 +28,8 @@ def model_dir(tmp_path_factory):
     return str(convert_trocr(hf_dir, tmp / "trocr-np"))
 
 
-def _inputs(folder):
-    folder.mkdir()
-    paths = []
-    for i, word in enumerate(["alpha", "bravo", "corrupt", "delta", "echo"]):
-        p = folder / f"{i}_{word}.png"
-        if word == "corrupt":
-            p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-        else:
-            render_page([(12, 14, word, i, 26)], (220, 64))[0].save(p)
-        paths.append(p)
-    return paths
-
-
 def test_ocr_batch_with_one_corrupt_file(model_dir, tmp_path, capsys):
-    paths = _inputs(tmp_path / "in")
+    paths = five_files_one_corrupt(tmp_path / "in")
     out_json, out_draw = tmp_path / "out.json", tmp_path / "drawn"
     rc = main(["ocr", str(tmp_path / "in"), "--model", model_dir, "--json", str(out_json),
                "--draw", str(out_draw), "--max-new-tokens", "8"] + SMALL)
