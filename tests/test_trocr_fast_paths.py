@@ -1,0 +1,93 @@
+"""The encoder's fast paths against their readable references (no torch needed).
+
+- `encoder_layer_fast` (sliced across worker threads) == `encoder_layer` (plain NumPy), threaded
+  and serial, with and without attention probabilities and q/k/v biases, batch > 1;
+- the softmax kernel's lane-parallel row max at widths around its lane count, with masked (-inf) scores.
+Parity of the whole encoder with transformers is tests/test_trocr_parity.py.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from trocr_np import kernels, threads
+from trocr_np.encoder import encoder_layer, encoder_layer_fast
+
+TOL = 1e-5  # float32 max abs difference between two orderings of the same float32 arithmetic
+
+
+def _maxdiff(a, b):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def _layer(D=64, H=4, F=128, qkv_bias=False, act="gelu", seed=0):
+    """Random params for encoder layer 0 (checkpoint names) and a minimal config."""
+    rng = np.random.default_rng(seed)
+    p = "encoder.encoder.layer.0."
+    shapes = {"attention.attention.query.weight": (D, D), "attention.attention.key.weight": (D, D),
+              "attention.attention.value.weight": (D, D), "attention.output.dense.weight": (D, D),
+              "attention.output.dense.bias": (D,), "intermediate.dense.weight": (F, D),
+              "intermediate.dense.bias": (F,), "output.dense.weight": (D, F), "output.dense.bias": (D,)}
+    if qkv_bias:
+        shapes.update({f"attention.attention.{n}.bias": (D,) for n in ("query", "key", "value")})
+    params = {p + k: (rng.standard_normal(s) * (0.5 / np.sqrt(s[-1]) if len(s) == 2 else 0.1)).astype(np.float32)
+              for k, s in shapes.items()}
+    for ln in ("layernorm_before", "layernorm_after"):
+        params[p + ln + ".weight"] = (1 + 0.1 * rng.standard_normal(D)).astype(np.float32)
+        params[p + ln + ".bias"] = (0.1 * rng.standard_normal(D)).astype(np.float32)
+    enc = types.SimpleNamespace(num_attention_heads=H, qkv_bias=qkv_bias, layer_norm_eps=1e-12, hidden_act=act)
+    return params, types.SimpleNamespace(encoder=enc)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("qkv_bias,act,B,S", [(False, "gelu", 1, 37), (True, "relu", 3, 50)])
+def test_encoder_layer_fast_equals_reference(n_threads, qkv_bias, act, B, S, monkeypatch):
+    monkeypatch.setattr(threads, "THREADS", n_threads)
+    if n_threads > 1 and threads.workers() is None:
+        pytest.skip("no OpenBLAS per-thread setting here: the fast path runs serially")
+    params, cfg = _layer(qkv_bias=qkv_bias, act=act)
+    x = (np.random.default_rng(1).standard_normal((B, S, 64)) * 2).astype(np.float32)
+    x0 = x.copy()
+    want, want_p = encoder_layer(params, cfg, 0, x.copy(), output_attentions=True)
+    got, got_p = encoder_layer_fast(params, cfg, 0, x, output_attentions=True)
+    assert np.array_equal(x, x0)  # the input is not modified
+    assert _maxdiff(got, want) < TOL and _maxdiff(got_p, want_p) < TOL
+    got2, none = encoder_layer_fast(params, cfg, 0, x)
+    assert none is None and np.array_equal(got2, got)  # same result without the probabilities
+
+
+def test_encoder_layer_fast_threaded_equals_serial(monkeypatch):
+    if threads.workers() is None:
+        pytest.skip("no worker threads here")
+    params, cfg = _layer(D=96, H=6, F=192)
+    x = np.random.default_rng(2).standard_normal((2, 41, 96)).astype(np.float32)
+    par = encoder_layer_fast(params, cfg, 0, x, output_attentions=True)
+    monkeypatch.setattr(threads, "THREADS", 1)
+    ser = encoder_layer_fast(params, cfg, 0, x, output_attentions=True)
+    for a, b in zip(par, ser):
+        assert _maxdiff(a, b) < 1e-6
+
+
+@pytest.mark.parametrize("d", [1, 2, 15, 16, 17, 31, 33, 577])
+def test_softmax_row_max_all_widths(d):
+    rng = np.random.default_rng(d)
+    s = (rng.standard_normal((6, d)) * 8).astype(np.float32)
+    s[1, -1] = 50                                  # the max in the tail after the lanes
+    s[2, 0] = 50                                   # the max in the first element
+    if d > 3:
+        s[3, :d // 2] = -np.inf                    # masked scores
+    got = kernels.softmax_(s.copy(), 0.125)
+    assert _maxdiff(got, kernels.softmax_ref(s * np.float32(0.125))) < 1e-6
+    if d > 3:
+        assert np.all(got[3, :d // 2] == 0)
+
+
+def test_split_covers_range():
+    for n in (1, 5, 577):
+        for parts in (1, 2, 3, 8):
+            pieces = threads.split(n, parts)
+            assert pieces[0][0] == 0 and pieces[-1][1] == n and len(pieces) == min(parts, n)
+            assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
