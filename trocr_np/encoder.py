@@ -142,7 +142,7 @@ def encoder_layer_fast(params, cfg, i, x, output_attentions=False):
         sc = probs[bi, hi] if probs is not None else np.empty((S, S), np.float32)
         np.matmul(q, k.T, out=sc)                                   # (S, S)
         softmax_(sc, hd ** -0.5)                                    # HF scales the scores, not q
-        o[r, c] = sc @ v                                            # (S, hd)
+        np.matmul(sc, v, out=o[r, c])                               # (S, hd)
 
     def mlp(rows):
         r = slice(*rows)
