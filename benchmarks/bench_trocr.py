@@ -9,7 +9,8 @@ and prints each time and the ratio trocr-np / torch. The two sides run alternate
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
 minimum is the least disturbed estimate (medians are printed too). Both run float32 at the same thread count:
 OpenBLAS threads for us (OPENBLAS_NUM_THREADS, set before NumPy loads), torch.set_num_threads
-for the reference. Numba kernels are serial.
+for the reference. Numba kernels are serial; the encoder runs them on its own worker threads
+(TROCR_NP_THREADS = --threads, each with single-threaded BLAS).
 
     python benchmarks/bench_trocr.py [--configs base large] [--threads N] [--repeat 3]
 
@@ -34,6 +35,7 @@ def parse_args():
 
 ARGS = parse_args()
 os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)  # must precede the NumPy import
+os.environ["TROCR_NP_THREADS"] = str(ARGS.threads)  # our encoder's worker threads (trocr_np.threads)
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import shutil  # noqa: E402

@@ -99,3 +99,22 @@ def test_gelu_dense_grid_accuracy():
     want = kernels.gelu_ref(x).astype(np.float64)
     got = kernels.bias_act_(x[None].copy(), np.zeros(x.size, np.float32), "gelu")[0]
     assert float(np.abs(got - want).max()) < 5e-7
+
+
+def test_run_parallel_one_blas_thread_inside_and_restores_it():
+    """OpenBLAS's thread count is process-wide: the workers see 1, the caller gets its count back."""
+    pool = threads.workers()
+    if pool is None:
+        pytest.skip("no worker threads here")
+    set_n, get_n = pool[1]
+    before = get_n()
+    seen = []
+
+    def work(_):
+        seen.append(get_n())
+        return np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32)
+    threads.run_parallel(work, range(4))
+    assert seen == [1, 1, 1, 1] and get_n() == before
+    with pytest.raises(ZeroDivisionError):
+        threads.run_parallel(lambda i: 1 // i, [1, 0])
+    assert get_n() == before

@@ -27,6 +27,16 @@ def linear(x, w, b=None):
     return y
 
 
+def _linear_parallel(x, w, b):
+    """`linear` as row slices on the worker threads (trocr_np.threads). Besides using both cores,
+    this keeps the encoder off multi-threaded BLAS: after one, OpenBLAS's idle threads spin for
+    a while and would take a core from the workers of the layers that follow."""
+    x2 = x.reshape(-1, x.shape[-1])
+    y = np.empty((x2.shape[0], w.shape[0]), np.float32)
+    run_parallel(lambda rows: _rows_into(y[slice(*rows)], x2[slice(*rows)], w, b), split(len(x2), n_workers()))
+    return y.reshape(*x.shape[:-1], w.shape[0])
+
+
 def patchify(pixel_values, patch_size):
     """(B, C, H, W) -> (B, gh*gw, C*ph*pw): row-major patches, each flattened in (C, kh, kw) order,
     so that `patches @ W.reshape(D, -1).T` equals the stride-`patch` Conv2d."""
@@ -50,8 +60,8 @@ def embeddings(params, cfg, pixel_values):
         raise ValueError(f"pixel_values size ({H}*{W}) does not match the encoder image_size "
                          f"({e.image_size[0]}*{e.image_size[1]})")
     w = params[p + "patch_embeddings.projection.weight"]              # (D, C, ph, pw)
-    x = linear(patchify(pixel_values, e.patch_size), w.reshape(w.shape[0], -1),
-               params[p + "patch_embeddings.projection.bias"])      # (B, N, D)
+    x = _linear_parallel(patchify(pixel_values, e.patch_size), w.reshape(w.shape[0], -1),
+                         params[p + "patch_embeddings.projection.bias"])  # (B, N, D)
     D = x.shape[-1]
     prefix = [params[p + "cls_token"]]
     if e.model_type == "deit":

@@ -4,9 +4,14 @@ On a few cores, one multi-threaded GEMM followed by a serial Numba kernel leaves
 core, and a *parallel* Numba kernel right after a GEMM fights OpenBLAS's still-spinning threads
 (../shared/reference/performance.md, B2). Instead our own worker threads each take whole slices of
 the work (GEMM with one BLAS thread, then the nogil Numba kernels on that slice), with no
-synchronisation until the slices are done. That needs OpenBLAS's per-thread setting
-`openblas_set_num_threads_local` (OpenBLAS >= 0.3.27, the one bundled with NumPy's wheels); without
-it, or with TROCR_NP_THREADS=1, `run_parallel` runs the slices serially on the calling thread.
+synchronisation until the slices are done.
+
+OpenBLAS's thread count is process-wide in NumPy's (pthreads) OpenBLAS: even
+`openblas_set_num_threads_local` changes it for every thread (measured: after a worker called it
+with 1, the main thread's 577x768x3072 GEMM ran at one thread, 8.4 -> 16.5 ms). So `run_parallel`
+sets 1 thread while the slices run and puts the previous count back before it returns; the caller
+must not run BLAS from other threads meanwhile. Without OpenBLAS's setter, or with
+TROCR_NP_THREADS=1, the slices run serially on the calling thread with BLAS's own threading.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def find_openblas_local_setter():
-    """ctypes handle on OpenBLAS's `openblas_set_num_threads_local(int)` in this process, or None."""
+def find_openblas_thread_setters():
+    """ctypes (set_num_threads(int), get_num_threads()) of the OpenBLAS in this process, or None."""
     import ctypes
 
     try:
@@ -31,11 +36,13 @@ def find_openblas_local_setter():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-                return fn
+        for prefix, suffix in (("", ""), ("scipy_", "64_"), ("scipy_", "")):
+            set_n = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            get_n = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            if set_n is not None and get_n is not None:
+                set_n.argtypes, set_n.restype = [ctypes.c_int], None
+                get_n.argtypes, get_n.restype = [], ctypes.c_int
+                return set_n, get_n
     return None
 
 
@@ -51,24 +58,22 @@ def default_threads() -> int:
 
 
 THREADS = default_threads()
-_pool = None                     # (pid, executor or None); rebuilt after a fork
+_pool = None                     # (pid, executor, (set, get)) or (pid, None, None); rebuilt after a fork
 _pool_lock = threading.Lock()
 
 
 def workers():
-    """The shared executor (each worker set to 1 BLAS thread), or None to run serially."""
+    """(executor, (set_num_threads, get_num_threads)) for OpenBLAS, or None to run serially."""
     global _pool
     if THREADS < 2:
         return None
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():                      # first use, or after a fork
             np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)      # make sure BLAS is loaded
-            set_local = find_openblas_local_setter()
-            ex = None
-            if set_local is not None:
-                ex = ThreadPoolExecutor(THREADS, thread_name_prefix="trocr_np", initializer=lambda: set_local(1))
-            _pool = (os.getpid(), ex)
-    return _pool[1]
+            setters = find_openblas_thread_setters()
+            ex = ThreadPoolExecutor(THREADS, thread_name_prefix="trocr_np") if setters else None
+            _pool = (os.getpid(), ex, setters)
+    return _pool[1:] if _pool[1] is not None else None
 
 
 def n_workers() -> int:
@@ -76,14 +81,21 @@ def n_workers() -> int:
 
 
 def run_parallel(fn, items):
-    """fn(item) for every item: on the worker threads, or serially here. Re-raises a worker's error."""
-    ex = workers()
-    if ex is None or len(items) < 2:
+    """fn(item) for every item: on the worker threads with 1 BLAS thread each, or serially here.
+    Re-raises a worker's error."""
+    pool = workers()
+    if pool is None or len(items) < 2:
         for it in items:
             fn(it)
         return
-    for f in [ex.submit(fn, it) for it in items]:
-        f.result()
+    ex, (set_blas_threads, get_blas_threads) = pool
+    n = get_blas_threads()
+    set_blas_threads(1)
+    try:
+        for f in [ex.submit(fn, it) for it in items]:
+            f.result()
+    finally:
+        set_blas_threads(n)
 
 
 def split(n, parts):
