@@ -147,7 +147,7 @@ def _workers():
             if _set_local is None:
                 _pool = (os.getpid(), None, None)
             else:
-                ex = ThreadPoolExecutor(THREADS, thread_name_prefix="detector_np", initializer=lambda: _set_local(1))
+                ex = ThreadPoolExecutor(THREADS, thread_name_prefix="detector_np")
                 _pool = (os.getpid(), ex, threading.local())
     return _pool if _pool[1] is not None else None
 
@@ -169,8 +169,15 @@ def _run_bands(starts, band):
             band(r0, local)
         return
     _, ex, local = pool
-    for f in [ex.submit(band, r0, local) for r0 in starts]:
-        f.result()                                                          # re-raises a worker's error
+    # the "local" setter changes OpenBLAS's process-wide count in NumPy's pthreads build (it returns
+    # the previous one): 1 only while the bands run, then put back, or every later GEMM in the
+    # process (e.g. the recogniser's) would stay single-threaded
+    prev = _set_local(1)
+    try:
+        for f in [ex.submit(band, r0, local) for r0 in starts]:
+            f.result()                                                      # re-raises a worker's error
+    finally:
+        _set_local(prev)
 
 
 def _prepare(x, w, b):

@@ -118,3 +118,20 @@ def test_run_parallel_one_blas_thread_inside_and_restores_it():
     with pytest.raises(ZeroDivisionError):
         threads.run_parallel(lambda i: 1 // i, [1, 0])
     assert get_n() == before
+
+
+def test_detector_bands_restore_blas_threads():
+    """detector_np's band workers also leave the process-wide OpenBLAS thread count as they found it
+    (they used to set it to 1 for good, so the recogniser after the detector ran single-threaded)."""
+    from detector_np import layers
+
+    pool = threads.workers()
+    if pool is None or layers._workers() is None:
+        pytest.skip("no worker threads here")
+    _, get_n = pool[1]
+    before = get_n()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((24, 20, 8)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    got = layers.conv2d_im2col(x, w, np.zeros(16, np.float32))
+    assert got.shape == (24, 20, 16) and get_n() == before
