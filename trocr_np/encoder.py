@@ -111,7 +111,8 @@ def encoder_layer(params, cfg, i, x, output_attentions=False):
 # layer into three phases whose slices need no synchronisation, each slice on a worker thread with
 # single-threaded BLAS (trocr_np.threads): (1) rows: LN + Q/K/V projections; (2) (batch, head) pairs:
 # scores, softmax, probs @ V; (3) rows: output projection, residual, LN, MLP, residual.
-# tests/test_trocr_parity.py holds it equal to the reference, threaded and serial.
+# tests/test_trocr_fast_paths.py holds it equal to the reference, threaded and serial; the whole
+# encoder is checked against transformers in tests/test_trocr_parity.py.
 
 ROW_SLICES_PER_WORKER = 1  # measured: 2 per worker (smaller GEMMs) was ~10% slower on a quiet machine
 
