@@ -9,7 +9,7 @@ buffer of a few MB; bias and ReLU are applied to each band while it is still in 
 3x3 convolutions on 16+ channels (nearly all of CRAFT's FLOPs) use Winograd F(2x2, 3x3) instead,
 which needs 2.25x fewer multiplies; dilated ones (fc6, the refiner's ASPP) go through a mosaic of
 their polyphase sub-images. Bands are processed by a few worker threads, each with a
-single-threaded GEMM (see `_workers`; TROCR_NP_THREADS sets their number).
+single-threaded GEMM (see `trocr_np.threads`; TROCR_NP_THREADS sets their number).
 
 `conv2d_reference` is the plain definition (sum over the taps of shifted matmuls); tests hold
 both fast paths equal to it. Weights keep PyTorch's (Cout, Cin, kh, kw) layout and names.
@@ -19,12 +19,12 @@ semantics; BatchNorm folding as in every inference engine (w' = w g / sqrt(v + e
 """
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+
+from trocr_np import threads
 
 BN_EPS = 1e-5               # PyTorch BatchNorm2d default, used by every BN in CRAFT and RefineNet
 BAND_BYTES = 8 << 20        # im2col scratch per band and thread: small next to the activations
@@ -92,64 +92,10 @@ def _fill_patches(cols, x, r0, r1, dilation):
 
 
 # ---- threading: bands in parallel, one BLAS thread each --------------------------------------------
-# On a few cores, one multi-threaded GEMM per band leaves the im2col copy, bias and ReLU serial
-# and pays a BLAS thread barrier per band. Instead each of our worker threads does whole bands
-# (copy, single-threaded GEMM, bias, ReLU) with no synchronisation between them. That needs
-# OpenBLAS's per-thread setting `openblas_set_num_threads_local` (OpenBLAS >= 0.3.27, the one
-# bundled with NumPy's wheels); without it we run the bands serially with BLAS's own threading.
-
-def _find_openblas_local_setter():
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    for path in sorted(libs):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-                return fn
-    return None
-
-
-def _default_threads() -> int:
-    env = os.environ.get("TROCR_NP_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-THREADS = _default_threads()     # worker threads for the convolutions (TROCR_NP_THREADS overrides)
-_pool = None                     # (pid, executor, thread-local scratch buffers); rebuilt after a fork
-_pool_lock = threading.Lock()
-_set_local = None
-
-
-def _workers():
-    """The band executor and its thread-local scratch, or None to run serially."""
-    global _pool, _set_local
-    if THREADS < 2:
-        return None
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():                      # first use, or after a fork
-            np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)      # make sure BLAS is loaded
-            _set_local = _find_openblas_local_setter()
-            if _set_local is None:
-                _pool = (os.getpid(), None, None)
-            else:
-                ex = ThreadPoolExecutor(THREADS, thread_name_prefix="detector_np")
-                _pool = (os.getpid(), ex, threading.local())
-    return _pool if _pool[1] is not None else None
+# Bands run on trocr_np.threads' worker threads: on a few cores, one multi-threaded GEMM per band
+# leaves the im2col copy, bias and ReLU serial and pays a BLAS thread barrier per band, so instead
+# each worker does whole bands (copy, single-threaded GEMM, bias, ReLU) with no synchronisation.
+_local = threading.local()       # per-thread scratch buffers, kept and reused across calls
 
 
 def _scratch(local, n):
@@ -161,23 +107,9 @@ def _scratch(local, n):
 
 
 def _run_bands(starts, band):
-    """Call band(start, thread_local) for every start: on the worker threads, or serially."""
-    pool = _workers()
-    if pool is None:
-        local = threading.local()
-        for r0 in starts:
-            band(r0, local)
-        return
-    _, ex, local = pool
-    # the "local" setter changes OpenBLAS's process-wide count in NumPy's pthreads build (it returns
-    # the previous one): 1 only while the bands run, then put back, or every later GEMM in the
-    # process (e.g. the recogniser's) would stay single-threaded
-    prev = _set_local(1)
-    try:
-        for f in [ex.submit(band, r0, local) for r0 in starts]:
-            f.result()                                                      # re-raises a worker's error
-    finally:
-        _set_local(prev)
+    """Call band(start, thread_local) for every start: on the worker threads (1 BLAS thread each,
+    restored afterwards), or serially here."""
+    threads.run_parallel(lambda r0: band(r0, _local), list(starts))
 
 
 def _prepare(x, w, b):
@@ -196,7 +128,7 @@ def conv2d_im2col(x, w, b, dilation=1, relu=False):
     # weights as (k*k*Cin, Cout) in the patch order (dy, dx, cin)
     wt = np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)).reshape(k * k * cin, cout), dtype=np.float32)
     out = np.empty((H, W, cout), np.float32)
-    n_workers = THREADS if _workers() is not None else 1
+    n_workers = threads.n_workers()
     rows = max(1, min(-(-H // (2 * n_workers)), BAND_BYTES // (W * k * k * cin * 4)))
 
     def band(r0, local):
@@ -403,7 +335,7 @@ def conv1x1_concat(xs, w, b, relu=False):
     wts = [np.ascontiguousarray(w[:, a:e, 0, 0].T, dtype=np.float32) for a, e in zip(splits[:-1], splits[1:])]
     b = np.asarray(b, np.float32)
     out = np.empty((H, W, cout), np.float32)
-    n_workers = THREADS if _workers() is not None else 1
+    n_workers = threads.n_workers()
     rows = max(1, min(-(-H // (2 * n_workers)), BAND_BYTES // (W * max(widths + [cout]) * 4)))
 
     def band(r0, local):

@@ -9,6 +9,7 @@ import pytest
 
 from _reference import rendered_text_image, real_image, require_reference
 from detector_np import layers
+from trocr_np import threads
 from detector_np.craft import craft_forward
 from detector_np.preprocess import normalize_mean_variance, resize_aspect_ratio
 from detector_np.refiner import refiner_forward
@@ -170,7 +171,7 @@ def test_winograd_odd_sizes_and_serial_equals_threaded(shape, cin, cout, monkeyp
     monkeypatch.setattr(layers, "WINOGRAD_TILES", 7)
     threaded = layers.conv2d(x, w, b, relu=True)
     np.testing.assert_allclose(threaded, layers.conv2d_reference(x, w, b, relu=True), atol=ATOL)
-    monkeypatch.setattr(layers, "THREADS", 1)
+    monkeypatch.setattr(threads, "THREADS", 1)
     np.testing.assert_allclose(layers.conv2d(x, w, b, relu=True), threaded, atol=1e-6)   # BLAS may split differently
 
 
