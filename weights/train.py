@@ -36,7 +36,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))   # the repo, for trocr_np.metrics
 import synth  # noqa: E402
+from trocr_np.metrics import edit_distance  # noqa: E402
 
 IMAGE_H, IMAGE_W = 64, 768
 MAX_TOKENS = 64          # label length cap (ids incl. <s> and </s>); generation max_length
@@ -178,17 +180,6 @@ def save(model, tok, out: Path) -> None:
 
 # --------------------------------------------------------------------------- eval
 
-def cer_counts(ref: str, hyp: str) -> tuple[int, int]:
-    """(Levenshtein distance, len(ref))."""
-    prev = list(range(len(hyp) + 1))
-    for i, a in enumerate(ref, 1):
-        cur = [i]
-        for j, b in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a != b)))
-        prev = cur
-    return prev[-1], len(ref)
-
-
 @torch.no_grad()
 def evaluate(model, tok, fonts, seed, n, device, workers, batch_size=256, dtype=None):
     """CER (sum of edit distances / sum of reference lengths) of greedy decoding on
@@ -203,8 +194,7 @@ def evaluate(model, tok, fonts, seed, n, device, workers, batch_size=256, dtype=
             seqs = model.generate(pixel_values=to_pixels(u8, device), max_length=MAX_TOKENS, num_beams=1)
         hyps = tok.decode_batch(seqs.tolist(), skip_special_tokens=True)
         for r, h in zip(texts, hyps):
-            d, t = cer_counts(r, h)
-            dist, total = dist + d, total + t
+            dist, total = dist + edit_distance(r, h), total + len(r)
             if len(examples) < 12:
                 examples.append({"ref": r, "hyp": h})
     model.train()
