@@ -77,6 +77,17 @@ def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
+def _in_folder(path, name: str) -> Path:
+    """`path` itself, or for a folder its `name` file, else its sharded `name`.index.json."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for candidate in (name, name + ".index.json"):
+        if (path / candidate).is_file():
+            return path / candidate
+    raise FileNotFoundError(f"{path}: no {name} or {name}.index.json in this folder")
+
+
 def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
     """Read a safetensors checkpoint into {name: array}.
 
@@ -92,14 +103,7 @@ def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
     Raises FileNotFoundError if nothing is there, and CheckpointError (a
     ValueError) naming the file and tensor for a malformed or truncated file.
     """
-    path = Path(path)
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            path = path / "model.safetensors"
-        elif (path / "model.safetensors.index.json").is_file():
-            path = path / "model.safetensors.index.json"
-        else:
-            raise FileNotFoundError(f"{path}: no model.safetensors or model.safetensors.index.json in this folder")
+    path = _in_folder(path, "model.safetensors")
     if path.name.endswith(".index.json"):
         return _load_sharded(path, lambda p: _load_safetensors_file(p, mmap))
     return _load_safetensors_file(path, mmap)
@@ -426,14 +430,7 @@ def load_torch(path) -> dict:
     run. Truncated or corrupt files raise CheckpointError naming the file (and
     the tensor whose bytes are missing).
     """
-    path = Path(path)
-    if path.is_dir():
-        if (path / "pytorch_model.bin").is_file():
-            path = path / "pytorch_model.bin"
-        elif (path / "pytorch_model.bin.index.json").is_file():
-            path = path / "pytorch_model.bin.index.json"
-        else:
-            raise FileNotFoundError(f"{path}: no pytorch_model.bin or pytorch_model.bin.index.json in this folder")
+    path = _in_folder(path, "pytorch_model.bin")
     if path.name.endswith(".index.json"):
         return _load_sharded(path, _load_torch_file)
     return _load_torch_file(path)
