@@ -4,6 +4,8 @@ For the base (ViT-B + 12 x 1024 decoder) and large (ViT-L + 12 x 1024) layouts i
   encoder   one 384 x 384 image through the encoder (median of --repeat runs)
   token     one cached decoder step (median over the steps of a 32-token decode; the one-off
             cross-attention K/V work is excluded on both sides)
+  step x4   the same step for 4 rows at once (a batch of 4 images, or one image in a 4-beam
+            search): the weights are read once for all rows
   greedy32  encoder + a whole greedy decode of exactly 32 new tokens (EOS suppressed)
 and prints each time and the ratio trocr-np / torch. The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
@@ -156,17 +158,23 @@ def main():
                 enc_t = hf.encoder(px_t).last_hidden_state
                 print(f"[{name}] encoder max|diff| {np.abs(enc - enc_t.numpy()).max():.2e}", flush=True)
 
-                ours_steps(model, enc, 4), torch_steps(hf, enc_t, 4)  # warm-up
-                tok_times = [], []
-                for _ in range(ARGS.repeat):  # per-step times, the first (prefill) step dropped
-                    tok_times[0].extend(ours_steps(model, enc, n)[1:])
-                    tok_times[1].extend(torch_steps(hf, enc_t, n)[1:])
+                def step_times(e, e_t):
+                    ours_steps(model, e, 4), torch_steps(hf, e_t, 4)  # warm-up
+                    times = [], []
+                    for _ in range(ARGS.repeat):  # per-step times, the first (prefill) step dropped
+                        times[0].extend(ours_steps(model, e, n)[1:])
+                        times[1].extend(torch_steps(hf, e_t, n)[1:])
+                    return times
+
+                tok_times = step_times(enc, enc_t)
+                rows4_times = step_times(np.repeat(enc, 4, axis=0), enc_t.repeat(4, 1, 1))
 
                 gen_times = ab_times(lambda: ours_greedy(model, px, n),
                                      lambda: hf.generate(px_t, max_new_tokens=n, min_new_tokens=n, num_beams=1,
                                                          do_sample=False, use_cache=True),
                                      max(1, ARGS.repeat - 1))
             for what, (ts, rs) in (("encoder / image", enc_times), ("decoder / token", tok_times),
+                                   ("decoder / step, 4 rows", rows4_times),
                                    (f"greedy {n} tok (enc+dec)", gen_times)):
                 t, r = min(ts), min(rs)
                 rows.append((name, what, t, r))

@@ -320,3 +320,14 @@ def test_cli_recognize_bad_image(cli_model):
     assert len(r.stdout.split("\n")[:-1]) == 2
     r = _cli("--model", tmp / "no_such_model", paths[0])
     assert r.returncode == 2 and "no_such_model" in r.stderr
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_threaded_decode_paths(mixed, num_beams, monkeypatch):
+    """With every decode-step matrix and attention call forced onto the worker threads (the test
+    models are too small to reach the size thresholds), greedy and beam ids still equal HF's."""
+    from trocr_np import kernels
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(kernels, "ATTEND_PARALLEL_MIN_BYTES", 0)
+    hf, ours, px = mixed
+    assert_same(hf, px, ours, num_beams=num_beams, max_new_tokens=20)

@@ -135,3 +135,51 @@ def test_detector_bands_restore_blas_threads():
     w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
     got = layers.conv2d_im2col(x, w, np.zeros(16, np.float32))
     assert got.shape == (24, 20, 16) and get_n() == before
+
+
+@pytest.mark.parametrize("m", [2, 5, 16])
+def test_matmul_wt_small_m_threaded_equals_serial_and_reference(m, monkeypatch):
+    """The few-row GEMV kernel split over the workers (forced for a small matrix) == serial == float64."""
+    rng = np.random.default_rng(20 + m)
+    x = rng.standard_normal((m, 200)).astype(np.float32)
+    w = (rng.standard_normal((301, 200)) * 0.05).astype(np.float32)  # 301: ragged 4-row blocks and halves
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_BYTES", 0)
+    par = kernels.matmul_wt(x, w)
+    assert _maxdiff(par, x.astype(np.float64) @ w.T.astype(np.float64)) < TOL
+    monkeypatch.setattr(threads, "THREADS", 1)
+    assert np.array_equal(kernels.matmul_wt(x, w), par)  # each output column is computed the same way
+
+
+def test_attend_one_threaded_equals_reference(monkeypatch):
+    monkeypatch.setattr(kernels, "ATTEND_PARALLEL_MIN_BYTES", 0)
+    rng = np.random.default_rng(21)
+    q = rng.standard_normal((3, 5, 16)).astype(np.float32)
+    k, v = rng.standard_normal((2, 3, 5, 40, 16)).astype(np.float32)
+    for n in (1, 9, 40):
+        o, p = kernels.attend_one(q, k, v, n)
+        o_ref, p_ref = kernels.attend_one_ref(q, k, v, n)
+        assert _maxdiff(o, o_ref) < TOL and _maxdiff(p, p_ref) < 1e-6
+
+
+def test_run_parallel_covers_items_and_nests_serially():
+    """Every item runs once on a worker; a nested call inside a worker (a decode-step kernel inside
+    an encoder slice) runs serially in that worker instead of waiting on the pool it occupies,
+    which could deadlock once every worker waits."""
+    if threads.workers() is None:
+        pytest.skip("no worker threads here")
+    import threading
+
+    done = []
+
+    def inner(i):
+        done.append((threading.current_thread().name, i))
+
+    def outer(i):
+        threads.run_parallel(inner, [10 * i, 10 * i + 1])
+        return threading.current_thread().name
+
+    names = {}
+    threads.run_parallel(lambda i: names.__setitem__(i, outer(i)), [1, 2, 3, 4])
+    assert sorted(j for _, j in done) == [10, 11, 20, 21, 30, 31, 40, 41]
+    for name, j in done:
+        assert name == names[j // 10] and name.startswith(threads._PREFIX)

@@ -14,7 +14,10 @@ Threading: big matmuls stay in BLAS (OpenBLAS runs its own threads). The Numba k
 OpenBLAS's still-spinning threads; measured here, GEMM + parallel GELU took 13.0-13.6 ms
 against 11.3-11.6 ms with the serial GELU (also ../shared/reference/performance.md, B2).
 They are `nogil`, so the encoder runs them on slices in its own worker threads, each with
-single-threaded BLAS (trocr_np.threads, encoder.encoder_layer_fast).
+single-threaded BLAS (trocr_np.threads, encoder.encoder_layer_fast). Decode steps of several rows
+(a batch, or beams) split their big weight matrices and their cross-attention heads over the same
+workers (`matmul_wt`, `attend_one`); one row stays in OpenBLAS's own threads, which are faster
+for a single GEMV than any hand-off of ours.
 
 References: transformers 5.24 `activations.py` (GELUActivation = exact erf form),
 `torch.nn.LayerNorm`, `models/trocr/modeling_trocr.py` (decoder attention).
@@ -27,6 +30,8 @@ import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic
+
+from .threads import n_workers, run_parallel, split
 
 _SQRT1_2 = 0.7071067811865476
 
@@ -229,70 +234,111 @@ def softmax_(x, scale=1.0):
     return x
 
 
-@numba.njit(cache=True, fastmath=_REDUCE_FM)
-def _matmul_rows_wt(x, w, out):
+@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
+def _matmul_rows_wt(x, w, out, n0, n1):
+    """out[:, n0:n1] = x @ w[n0:n1].T, four weight rows at a time: each block of rows is read
+    from memory once and stays in L1 while every input row (and one load of x[m, k] for all
+    four sums) uses it."""
     M, K = x.shape
-    for n in range(w.shape[0]):
-        for m in range(M):  # the weight row stays in L1 while every input row uses it
+    n = n0
+    while n + 4 <= n1:
+        for m in range(M):
+            s0 = np.float32(0.0)
+            s1 = np.float32(0.0)
+            s2 = np.float32(0.0)
+            s3 = np.float32(0.0)
+            for k in range(K):
+                xv = x[m, k]
+                s0 += xv * w[n, k]
+                s1 += xv * w[n + 1, k]
+                s2 += xv * w[n + 2, k]
+                s3 += xv * w[n + 3, k]
+            out[m, n] = s0
+            out[m, n + 1] = s1
+            out[m, n + 2] = s2
+            out[m, n + 3] = s3
+        n += 4
+    for r in range(n, n1):
+        for m in range(M):
             s = np.float32(0.0)
             for k in range(K):
-                s += x[m, k] * w[n, k]
-            out[m, n] = s
+                s += x[m, k] * w[r, k]
+            out[m, r] = s
 
 
-SMALL_M = (2, 16)  # row counts where streaming the weights once beats OpenBLAS (it re-reads them per row)
+SMALL_M = (2, 16)           # row counts where streaming the weights once beats OpenBLAS
+PARALLEL_MIN_BYTES = 4 << 20  # below this a matrix is not worth the thread hand-offs
 
 
 def matmul_wt(x, w):
-    """x (M, K) @ w(N, K).T -> (M, N) float32. For a few rows (decode steps of a batch or of beams)
-    a serial Numba loop reads each weight row once; OpenBLAS's small-M sgemm streams the whole
-    weight matrix about once per row, so 3 beams cost 3x the memory traffic. Otherwise BLAS."""
-    if SMALL_M[0] <= x.shape[0] <= SMALL_M[1] and w.flags.c_contiguous and w.dtype == np.float32:
-        out = np.empty((x.shape[0], w.shape[0]), np.float32)
-        _matmul_rows_wt(np.ascontiguousarray(x, np.float32), w, out)
-        return out
-    return x @ w.T
+    """x (M, K) @ w(N, K).T -> (M, N) float32.
+
+    Decode steps of a batch or of beams have a few rows. OpenBLAS's small-M sgemm packs the
+    whole weight matrix for them and reaches ~11 GB/s here, against ~25 GB/s for the Numba
+    kernel above with the output columns split over the worker threads (measured on 4096x1024
+    weights, M = 2..4; benchmarks/bench_trocr.py). One row (greedy, batch 1) stays in OpenBLAS,
+    whose sgemv is already at the memory-bandwidth floor, as do big M (the encoder)."""
+    M, N = x.shape[0], w.shape[0]
+    if not (SMALL_M[0] <= M <= SMALL_M[1] and w.flags.c_contiguous and w.dtype == np.float32):
+        return x @ w.T
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty((M, N), np.float32)
+    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1
+    run_parallel(lambda r: _matmul_rows_wt(x, w, out, r[0], r[1]), split(N, parts))
+    return out
 
 
-@numba.njit(cache=True, fastmath=_REDUCE_FM, error_model="numpy")
-def _attend_one(q, k, v, n, out, probs):
+@numba.njit(cache=True, fastmath=_REDUCE_FM, error_model="numpy", nogil=True)
+def _attend_one(q, k, v, n, out, probs, r0, r1):
+    """(batch, head) pairs r0 .. r1-1 of the flattened B*H, each on its own: scores, softmax,
+    weighted sum of the values."""
     B, H, hd = q.shape
     acc = np.empty(hd, np.float32)  # a private accumulator LLVM can keep in registers
-    for bi in range(B):
-        for h in range(H):
-            qv = q[bi, h]
-            kk = k[bi, h]
-            vv = v[bi, h]
-            pr = probs[bi, h]
-            m = np.float32(-np.inf)
-            for t in range(n):
-                s = np.float32(0.0)
-                for j in range(hd):
-                    s += qv[j] * kk[t, j]
-                pr[t] = s
-                m = max(m, s)
-            z = np.float32(0.0)
-            for t in range(n):
-                e = exp32(pr[t] - m)
-                pr[t] = e
-                z += e
-            inv = np.float32(1.0) / z
-            acc[:] = 0.0
-            for t in range(n):
-                p = pr[t] * inv
-                pr[t] = p
-                for j in range(hd):
-                    acc[j] += p * vv[t, j]
-            out[bi, h, :] = acc
+    for r in range(r0, r1):
+        bi = r // H
+        h = r % H
+        qv = q[bi, h]
+        kk = k[bi, h]
+        vv = v[bi, h]
+        pr = probs[bi, h]
+        m = np.float32(-np.inf)
+        for t in range(n):
+            s = np.float32(0.0)
+            for j in range(hd):
+                s += qv[j] * kk[t, j]
+            pr[t] = s
+            m = max(m, s)
+        z = np.float32(0.0)
+        for t in range(n):
+            e = exp32(pr[t] - m)
+            pr[t] = e
+            z += e
+        inv = np.float32(1.0) / z
+        acc[:] = 0.0
+        for t in range(n):
+            p = pr[t] * inv
+            pr[t] = p
+            for j in range(hd):
+                acc[j] += p * vv[t, j]
+        out[bi, h, :] = acc
+
+
+ATTEND_PARALLEL_MIN_BYTES = 8 << 20  # K/V read per call above which the heads are split
 
 
 def attend_one(q, k, v, n):
     """Fast attend_one_ref: fused scores + softmax + weighted sum for a one-token decode step.
+    When a call reads many megabytes of cached K/V (cross-attention of a batch or of beams),
+    the (batch, head) pairs are split over the worker threads: 12 layers of 4 x 16 heads over
+    577 keys took 16.6 ms against 23.2 ms serially. For one image (4.7 MB per call at base
+    size) the hand-offs cost what they save, so that stays serial.
 
     q (B, H, hd), k/v (B, H, T_max, hd) -> out (B, H, hd), probs (B, H, n)
     """
     B, H, hd = q.shape
     out = np.empty((B, H, hd), np.float32)
     probs = np.empty((B, H, n), np.float32)
-    _attend_one(np.ascontiguousarray(q, np.float32), k, v, n, out, probs)
+    q = np.ascontiguousarray(q, np.float32)
+    parts = n_workers() if 2 * B * H * n * hd * 4 >= ATTEND_PARALLEL_MIN_BYTES else 1
+    run_parallel(lambda r: _attend_one(q, k, v, n, out, probs, r[0], r[1]), split(B * H, parts))
     return out, probs

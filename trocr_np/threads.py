@@ -60,6 +60,7 @@ def default_threads() -> int:
 THREADS = default_threads()
 _pool = None                     # (pid, executor, (set, get)) or (pid, None, None); rebuilt after a fork
 _pool_lock = threading.Lock()
+_PREFIX = "trocr_np_worker"
 
 
 def workers():
@@ -71,7 +72,7 @@ def workers():
         if _pool is None or _pool[0] != os.getpid():                      # first use, or after a fork
             np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)      # make sure BLAS is loaded
             setters = find_openblas_thread_setters()
-            ex = ThreadPoolExecutor(THREADS, thread_name_prefix="trocr_np") if setters else None
+            ex = ThreadPoolExecutor(THREADS, thread_name_prefix=_PREFIX) if setters else None
             _pool = (os.getpid(), ex, setters)
     return _pool[1:] if _pool[1] is not None else None
 
@@ -82,9 +83,10 @@ def n_workers() -> int:
 
 def run_parallel(fn, items):
     """fn(item) for every item: on the worker threads with 1 BLAS thread each, or serially here.
-    Re-raises a worker's error."""
+    Re-raises a worker's error. Called from a worker thread (nested: a decode-step kernel inside
+    an encoder slice, say), it runs serially there rather than wait on the pool it occupies."""
     pool = workers()
-    if pool is None or len(items) < 2:
+    if pool is None or len(items) < 2 or threading.current_thread().name.startswith(_PREFIX):
         for it in items:
             fn(it)
         return
