@@ -274,10 +274,11 @@ def matmul_wt(x, w):
     """x (M, K) @ w(N, K).T -> (M, N) float32.
 
     Decode steps of a batch or of beams have a few rows. OpenBLAS's small-M sgemm packs the
-    whole weight matrix for them and reaches ~11 GB/s here, against ~25 GB/s for the Numba
-    kernel above with the output columns split over the worker threads (measured on 4096x1024
-    weights, M = 2..4; benchmarks/bench_trocr.py). One row (greedy, batch 1) stays in OpenBLAS,
-    whose sgemv is already at the memory-bandwidth floor, as do big M (the encoder)."""
+    whole weight matrix for them and reaches ~11 GB/s here, against 21-25 GB/s for the Numba
+    kernel above with the output columns split over the worker threads (4096x1024 weights out of
+    cache, M = 2..4; the 4-row step of benchmarks/bench_trocr.py went 104 -> 66 ms). One row
+    (greedy, batch 1) stays in OpenBLAS, whose sgemv is already at the memory-bandwidth floor,
+    as do big M (the encoder)."""
     M, N = x.shape[0], w.shape[0]
     if not (SMALL_M[0] <= M <= SMALL_M[1] and w.flags.c_contiguous and w.dtype == np.float32):
         return x @ w.T
