@@ -94,6 +94,17 @@ def require_reference(refiner: bool = False) -> types.SimpleNamespace:
     return ref
 
 
+def real_reference_craft(ref):
+    """EasyOCR's CRAFT network (from `ref`) with the real craft_mlt_25k weights, in eval mode.
+    The checkpoint was saved from nn.DataParallel: its keys carry a `module.` prefix."""
+    from detector_np.weights import default_craft_path
+
+    net = ref.CRAFT()
+    sd = ref.torch.load(default_craft_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
+    return net.eval()
+
+
 # ------------------------------------------------------------------------------------------------
 # Test images: rendered text (always available) and the real photos of ../shared/images (optional)
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from _reference import DATA, rendered_text_image, real_image, require_reference
+from _reference import DATA, real_image, real_reference_craft, rendered_text_image, require_reference
 from detector_np import detect, load_craft
 from detector_np.detect import automatic_size_threshold
 
@@ -23,12 +23,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def ref():
     ref = require_reference()
-    from detector_np.weights import default_craft_path
-
-    net = ref.CRAFT()
-    sd = torch.load(default_craft_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
-    ref.net = net.eval()
+    ref.net = real_reference_craft(ref)
     return ref
 
 

@@ -7,7 +7,7 @@ of the reference; fp32 torch itself differs from fp64 by ~1e-6 on these maps (cr
 import numpy as np
 import pytest
 
-from _reference import rendered_text_image, real_image, require_reference
+from _reference import real_image, real_reference_craft, rendered_text_image, require_reference
 from detector_np import layers
 from trocr_np import threads
 from detector_np.craft import craft_forward
@@ -54,13 +54,7 @@ def random_craft():
 
 @pytest.fixture(scope="module")
 def real_craft():
-    ref = require_reference()
-    from detector_np.weights import default_craft_path
-
-    net = ref.CRAFT()
-    sd = torch.load(default_craft_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict({k[len("module."):]: v for k, v in sd.items()})
-    return net.eval(), load_craft()
+    return real_reference_craft(require_reference()), load_craft()
 
 
 def run_both(net, params, x):
