@@ -62,8 +62,10 @@ def bench_crops(n=200):
 def bench_pages(images, model, canvas_size):
     from detector_np.weights import load_craft
     from pipeline_pages import two_column_page
-    from trocr_np.pipeline import ocr_page, resolve_model
+    from detector_np import DetectOptions
+    from trocr_np.pipeline import PageOptions, ocr_page, resolve_model
     craft = load_craft()
+    options = PageOptions(detect=DetectOptions(canvas_size=canvas_size))
     kw = {}
     if model is not None:
         kw["model"] = resolve_model(model)
@@ -75,7 +77,7 @@ def bench_pages(images, model, canvas_size):
     pages += [(str(p), p) for p in images if Path(p).exists()]
     print(f"\npages ({label}, canvas_size={canvas_size}); seconds per stage")
     for name, page in pages:
-        r = ocr_page(page, detector_params=craft, canvas_size=canvas_size, **kw)
+        r = ocr_page(page, detector_params=craft, options=options, **kw)
         t = r.timings
         print(f"{name}: {len(r.lines)} lines; " + ", ".join(f"{k} {v:.3f}" for k, v in t.items()))
 

@@ -55,9 +55,9 @@ def real_maps(path):
         return None
     try:
         from PIL import Image
-        from detector_np import detect
+        from detector_np import DetectOptions, detect
         t = time.perf_counter()
-        det = detect(np.asarray(Image.open(path).convert("RGB")), canvas_size=1280, mag_ratio=1.5)
+        det = detect(np.asarray(Image.open(path).convert("RGB")), None, DetectOptions(canvas_size=1280, mag_ratio=1.5))
         print(f"(real maps from our CRAFT forward: {time.perf_counter() - t:.1f} s)")
         return det.score_text, det.score_link
     except Exception as e:  # weights missing, detector not built yet, ...

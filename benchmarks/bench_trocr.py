@@ -37,7 +37,7 @@ def parse_args():
 
 ARGS = parse_args()
 os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)  # must precede the NumPy import
-os.environ["TROCR_NP_THREADS"] = str(ARGS.threads)  # our encoder's worker threads (trocr_np.threads)
+os.environ["TROCR_NP_THREADS"] = str(ARGS.threads)  # our encoder's worker threads (ocr_base.threads)
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import shutil  # noqa: E402
@@ -127,11 +127,11 @@ def torch_steps(hf, enc_t, n):
 
 def ours_greedy(model, px, n):
     try:
-        from trocr_np.generate import generate
+        from trocr_np.generate import GenerationOptions, generate
     except ImportError:
         generate = None
     if generate is not None:
-        return generate(model, px, max_new_tokens=n, min_new_tokens=n).sequences
+        return generate(model, px, GenerationOptions(max_new_tokens=n, min_new_tokens=n)).sequences
     enc = encoder_forward(model.params, model.config, px)
     return ours_steps(model, enc, n)
 

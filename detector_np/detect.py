@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocr_base.geometry import side_lengths
+from ocr_base.image_io import load_image
+
 from .craft import craft_forward
 from .postprocess import adjust_result_coordinates, get_det_boxes
 from .preprocess import normalize_mean_variance, resize_aspect_ratio
@@ -29,12 +32,69 @@ class Detection:
     score_text, score_link: (h, w) float32 maps at half the canvas resolution (score_link is the
            refined one when a refiner was used).
     ratio: the resize factor applied to the image before the network (canvas pixels per image pixel).
+    refined: whether the LinkRefiner made score_link (then boxes are whole lines, not words).
     """
     boxes: np.ndarray
     polys: list = field(default_factory=list)
     score_text: np.ndarray | None = None
     score_link: np.ndarray | None = None
     ratio: float = 1.0
+    refined: bool = False
+
+
+# Upper bounds on the canvas: a 4096 px canvas already holds ~1.3 GB of float32 VGG features.
+MAX_CANVAS = 8192
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Every setting of `detect`, each default written once (CRAFT-pytorch `test.py`'s CLI defaults).
+
+    canvas_size, mag_ratio: the image's long side is scaled by mag_ratio, capped at canvas_size.
+    width:          instead scale the image to exactly this width (overrides canvas_size and mag_ratio).
+    text_threshold: a component is kept if its peak region score reaches this (CRAFT's text_threshold).
+    link_threshold: affinity score above which neighbouring characters are joined into one word.
+    low_text:       region score above which a pixel belongs to a character's area.
+    poly:           also fit polygons to curved text.
+    size_threshold: drop boxes whose longer side is below this many original-image pixels;
+                    0 keeps everything (the reference's behaviour), -1 is `automatic_size_threshold`.
+    refiner:        path of LinkRefiner weights (.pth or converted .safetensors), or None: with it the
+                    refined link map joins whole lines, and poly is on (as in CRAFT `test.py --refine`).
+    """
+    canvas_size: int = 1280
+    mag_ratio: float = 1.5
+    width: int | None = None
+    text_threshold: float = 0.7
+    link_threshold: float = 0.4
+    low_text: float = 0.4
+    poly: bool = False
+    size_threshold: float = -1
+    refiner: str | None = None
+
+    def __post_init__(self):
+        def bad(name, what):
+            raise ValueError(f"DetectOptions.{name} must be {what}; got {getattr(self, name)!r}")
+        for name in ("canvas_size", "width"):
+            v = getattr(self, name)
+            if v is None and name == "width":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_CANVAS:
+                bad(name, f"an integer from 1 to {MAX_CANVAS}")
+        if isinstance(self.mag_ratio, bool) or not isinstance(self.mag_ratio, (int, float)) \
+                or not 0 < self.mag_ratio <= 16:
+            bad("mag_ratio", "a number in (0, 16]")
+        for name in ("text_threshold", "link_threshold", "low_text"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                bad(name, "a number from 0 to 1")
+        if not isinstance(self.poly, bool):
+            bad("poly", "True or False")
+        v = self.size_threshold
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 or v == -1) or v == float("inf"):
+            bad("size_threshold", "a number >= 0, or -1 for automatic")
+        if self.refiner is not None and not isinstance(self.refiner, (str, bytes)) \
+                and not hasattr(self.refiner, "__fspath__"):
+            bad("refiner", "a path or None")
 
 
 _default_params = None
@@ -51,12 +111,10 @@ def as_rgb_array(image) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from a path, bytes, file object, PIL image or array.
 
     An (H, W, 3) uint8 array is used as is (taken to be RGB, like the reference's `loadImage`
-    output); anything else goes through `trocr_np.image_io.load_image` (EXIF rotation, any mode).
+    output); anything else goes through `ocr_base.image_io.load_image` (EXIF rotation, any mode).
     """
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         return image
-    from trocr_np.image_io import load_image
-
     return np.asarray(load_image(image).convert("RGB"))
 
 
@@ -68,62 +126,50 @@ def automatic_size_threshold(boxes: np.ndarray) -> float:
     """
     if len(boxes) == 0:
         return 0.0
-    heights = np.minimum(np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1),
-                         np.linalg.norm(boxes[:, 2] - boxes[:, 1], axis=1))    # short side of each box
+    heights = side_lengths(boxes)[:, :2].min(1)                  # short side of each box
     return max(3.0, 0.5 * float(np.median(heights)))
 
 
-def detect(image, params=None, *, canvas_size=1280, mag_ratio=1.5, width=None, text_threshold=0.7,
-           link_threshold=0.4, low_text=0.4, poly=False, refiner=None, size_threshold=-1) -> Detection:
-    """Detect text in `image` with CRAFT (and the LinkRefiner when `refiner` is given).
+def detect(image, params=None, options: DetectOptions = DetectOptions(), refiner=None) -> Detection:
+    """Detect text in `image` with CRAFT (and the LinkRefiner when `options.refiner` or `refiner` is given).
 
-    image: path, bytes, PIL image or (H, W[, C]) array; params: CRAFT params, or the path of CRAFT
-    weights (default `load_craft()`: craft_mlt_25k);
-    canvas_size, mag_ratio: the image's long side is scaled by mag_ratio, capped at canvas_size;
-    width: instead scale the image to exactly this width (overrides canvas_size and mag_ratio);
-    text_threshold, link_threshold, low_text: the reference's thresholds;
-    poly: also fit polygons to curved text; refiner: RefineNet params or the path of its weights
-    (then score_link is the refined map and poly is on, as in CRAFT `test.py --refine`);
-    size_threshold: drop boxes whose longer side is below this many original-image pixels;
-    0 keeps everything (the reference's behaviour), -1 is `automatic_size_threshold`.
+    image:   path, bytes, PIL image or (H, W[, C]) array.
+    params:  CRAFT params, or the path of CRAFT weights (default `load_craft()`: craft_mlt_25k).
+    options: a DetectOptions (thresholds, canvas, poly, size_threshold, refiner path).
+    refiner: LinkRefiner params already loaded (`load_refiner`); overrides options.refiner.
     """
+    o = options
     if params is None:
         params = _default_craft()
     elif isinstance(params, (str, bytes)) or hasattr(params, "__fspath__"):
         params = load_craft(params)                              # a .pth or converted .safetensors
-    if isinstance(refiner, (str, bytes)) or hasattr(refiner, "__fspath__"):
-        refiner = load_refiner(refiner)
-    for name, v in (("canvas_size", canvas_size), ("width", width if width is not None else 1)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not mag_ratio > 0:
-        raise ValueError(f"mag_ratio must be positive, got {mag_ratio!r}")
-    if size_threshold < 0 and size_threshold != -1:
-        raise ValueError(f"size_threshold must be >= 0, or -1 for automatic; got {size_threshold!r}")
+    if refiner is None and o.refiner is not None:
+        refiner = load_refiner(o.refiner)
 
     img = as_rgb_array(image)
-    canvas, ratio, _ = resize_aspect_ratio(img, canvas_size, mag_ratio, width)
+    canvas, ratio, _ = resize_aspect_ratio(img, o.canvas_size, o.mag_ratio, o.width)
     x = normalize_mean_variance(canvas)                          # (H32, W32, 3)
     y, feature = craft_forward(params, x)                        # (h, w, 2), (h, w, 32)
     score_text = np.ascontiguousarray(y[:, :, 0])
     score_link = np.ascontiguousarray(y[:, :, 1])
+    poly = o.poly
     if refiner is not None:
         score_link = np.ascontiguousarray(refiner_forward(refiner, y, feature)[:, :, 0])
         poly = True
     del feature
 
-    boxes, polys, _ = get_det_boxes(score_text, score_link, text_threshold, link_threshold, low_text, poly=poly)
+    # CRAFT's getDetBoxes takes its three thresholds and the poly flag as arguments; keep its signature
+    boxes, polys, _ = get_det_boxes(score_text, score_link, o.text_threshold, o.link_threshold, o.low_text,
+                                    poly=poly)
     inv = 1 / ratio
     boxes = np.asarray(adjust_result_coordinates(boxes, inv, inv), np.float32).reshape(-1, 4, 2)
     polys = adjust_result_coordinates(polys, inv, inv)
     polys = [np.asarray(boxes[k] if p is None else p, np.float32) for k, p in enumerate(polys)]
 
-    if size_threshold == -1:
-        size_threshold = automatic_size_threshold(boxes)
+    size_threshold = automatic_size_threshold(boxes) if o.size_threshold == -1 else o.size_threshold
     if size_threshold and len(boxes):
-        long_side = np.maximum(np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1),
-                               np.linalg.norm(boxes[:, 2] - boxes[:, 1], axis=1))
-        keep = long_side >= size_threshold
+        keep = side_lengths(boxes)[:, :2].max(1) >= size_threshold
         boxes = boxes[keep]
         polys = [p for p, k in zip(polys, keep) if k]
-    return Detection(boxes=boxes, polys=polys, score_text=score_text, score_link=score_link, ratio=ratio)
+    return Detection(boxes=boxes, polys=polys, score_text=score_text, score_link=score_link, ratio=ratio,
+                     refined=refiner is not None)

@@ -85,7 +85,7 @@ def group_text_box(polys, slope_ths=0.1, ycenter_ths=0.5, height_ths=0.5, width_
     """== easyocr.utils.group_text_box -> (horizontal_list, free_list).
 
     polys: boxes as 8 numbers each (x0, y0, ..., x3, y3: TL, TR, BR, BL) or (4, 2) arrays;
-    EasyOCR passes int32 boxes (its detector truncates), see `text_lines`.
+    EasyOCR passes int32 boxes (its detector truncates), see `detector_np.lines`.
     horizontal_list: [x_min, x_max, y_min, y_max] per merged line box;
     free_list: [[x, y] * 4] per tilted box, grown by the margin.
     """
@@ -115,29 +115,3 @@ def group_text_box(polys, slope_ths=0.1, ycenter_ths=0.5, height_ths=0.5, width_
                                     min(b[2] for b in run), max(b[3] for b in run), add_margin))
     return merged, free
 
-
-def text_lines(boxes, slope_ths=0.1, ycenter_ths=0.5, height_ths=0.5, width_ths=0.5,
-               add_margin=0.1, min_size=20, sort_output=True):
-    """Word boxes (N, 4, 2) in image pixels -> line quads (M, 4, 2) float32 for the recogniser.
-
-    Follows EasyOCR's Reader.detect: boxes are truncated to int32 (as its get_textbox does),
-    grouped by `group_text_box`, and lines whose longest side is <= min_size are dropped
-    (min_size=0 keeps all). Horizontal lines come first (as TL, TR, BR, BL quads), then the
-    free boxes as they are.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.size == 0:
-        return np.zeros((0, 4, 2), np.float32)
-    if boxes.ndim != 3 or boxes.shape[1:] != (4, 2):
-        raise ValueError(f"text_lines expects (N, 4, 2) boxes, got shape {boxes.shape}")
-    polys = [b.astype(np.int32).reshape(-1) for b in boxes]
-    horizontal, free = group_text_box(polys, slope_ths, ycenter_ths, height_ths, width_ths,
-                                      add_margin, sort_output)
-    if min_size:
-        horizontal = [b for b in horizontal if max(b[1] - b[0], b[3] - b[2]) > min_size]
-        free = [q for q in free
-                if max(max(c[0] for c in q) - min(c[0] for c in q),
-                       max(c[1] for c in q) - min(c[1] for c in q)) > min_size]
-    quads = [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]] for x0, x1, y0, y1 in horizontal]
-    quads += [[[float(x), float(y)] for x, y in q] for q in free]
-    return np.array(quads, dtype=np.float32).reshape(-1, 4, 2)

@@ -9,7 +9,7 @@ buffer of a few MB; bias and ReLU are applied to each band while it is still in 
 3x3 convolutions on 16+ channels (nearly all of CRAFT's FLOPs) use Winograd F(2x2, 3x3) instead,
 which needs 2.25x fewer multiplies; dilated ones (fc6, the refiner's ASPP) go through a mosaic of
 their polyphase sub-images. Bands are processed by a few worker threads, each with a
-single-threaded GEMM (see `trocr_np.threads`; TROCR_NP_THREADS sets their number).
+single-threaded GEMM (see `ocr_base.threads`; TROCR_NP_THREADS sets their number).
 
 `conv2d_reference` is the plain definition (sum over the taps of shifted matmuls); tests hold
 both fast paths equal to it. Weights keep PyTorch's (Cout, Cin, kh, kw) layout and names.
@@ -24,7 +24,7 @@ import threading
 import numba
 import numpy as np
 
-from trocr_np import threads
+from ocr_base import threads
 
 BN_EPS = 1e-5               # PyTorch BatchNorm2d default, used by every BN in CRAFT and RefineNet
 BAND_BYTES = 8 << 20        # im2col scratch per band and thread: small next to the activations
@@ -92,7 +92,7 @@ def _fill_patches(cols, x, r0, r1, dilation):
 
 
 # ---- threading: bands in parallel, one BLAS thread each --------------------------------------------
-# Bands run on trocr_np.threads' worker threads: on a few cores, one multi-threaded GEMM per band
+# Bands run on ocr_base.threads' worker threads: on a few cores, one multi-threaded GEMM per band
 # leaves the im2col copy, bias and ReLU serial and pays a BLAS thread barrier per band, so instead
 # each worker does whole bands (copy, single-threaded GEMM, bias, ReLU) with no synchronisation.
 _local = threading.local()       # per-thread scratch buffers, kept and reused across calls

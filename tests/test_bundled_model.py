@@ -65,7 +65,7 @@ def test_greedy_ids_match_transformers(model):
     np.testing.assert_array_equal(pv.numpy(), trocr_np.preprocess(images, model.config))
     with torch.no_grad():
         want = hf.generate(pixel_values=pv, num_beams=1).tolist()
-    got = trocr_np.generate(model, pv.numpy(), num_beams=1).sequences
+    got = trocr_np.generate(model, pv.numpy(), trocr_np.GenerationOptions(num_beams=1)).sequences
     eos = model.config.eos_token_id
     for w, g in zip(want, got):
         w = w[: w.index(eos, 1) + 1] if eos in w[1:] else w  # HF pads finished rows

@@ -1,4 +1,4 @@
-"""trocr_np.checkpoint against torch / safetensors themselves, on files they wrote.
+"""ocr_base.checkpoint against torch / safetensors themselves, on files they wrote.
 
 torch writes the files here (both serialisation formats); our reader must give
 exactly what `torch.load(weights_only=True)` gives, refuse hostile pickles
@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from safetensors.numpy import load_file as st_load_file  # noqa: E402
 from safetensors.numpy import save_file as st_save_file  # noqa: E402
 
-from trocr_np.checkpoint import (  # noqa: E402
+from ocr_base.checkpoint import (  # noqa: E402
     CheckpointError, UnsafeCheckpointError, load_safetensors, load_torch, safetensors_metadata, save_safetensors,
 )
 

@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 from conftest import make_hf_trocr  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-from trocr_np.checkpoint import CheckpointError, safetensors_metadata  # noqa: E402
+from ocr_base.checkpoint import CheckpointError, safetensors_metadata  # noqa: E402
 from trocr_np.cli import main  # noqa: E402
 from trocr_np.convert import convert_trocr  # noqa: E402
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from _reference import DATA, real_image, real_reference_craft, rendered_text_image, require_reference
-from detector_np import detect, load_craft
+from detector_np import DetectOptions, detect, load_craft
 from detector_np.detect import automatic_size_threshold
 
 MAP_ATOL = 1e-4
@@ -100,7 +100,7 @@ RENDERED = {
 def test_rendered_images_match_reference(ref, params, name, canvas_size, mag_ratio, poly):
     img = RENDERED[name]()
     expected = reference_detect(ref, img, canvas_size, mag_ratio, poly=poly)
-    det = detect(img, params, canvas_size=canvas_size, mag_ratio=mag_ratio, poly=poly, size_threshold=0)
+    det = detect(img, params, DetectOptions(canvas_size=canvas_size, mag_ratio=mag_ratio, poly=poly, size_threshold=0))
     assert len(det.boxes) >= 2                           # not vacuous
     assert_same_detection(det, expected)
     if name == "curved":
@@ -112,7 +112,7 @@ def test_rendered_images_match_reference(ref, params, name, canvas_size, mag_rat
 def test_real_photos_match_reference(ref, params, name, canvas_size, poly):
     img = real_image(name)
     expected = reference_detect(ref, img, canvas_size, 1.5, poly=poly)
-    det = detect(img, params, canvas_size=canvas_size, mag_ratio=1.5, poly=poly, size_threshold=0)
+    det = detect(img, params, DetectOptions(canvas_size=canvas_size, mag_ratio=1.5, poly=poly, size_threshold=0))
     assert len(det.boxes) >= 3
     assert_same_detection(det, expected)
 
@@ -120,7 +120,7 @@ def test_real_photos_match_reference(ref, params, name, canvas_size, poly):
 def test_craft_text_detector_anchor(params):
     """craft-text-detector tests/test_craft.py: idcard.png at long side 720, no refiner -> 52 boxes,
     boxes[0][0][0] == 115, boxes[0][2][0] == 244. Long side 720 of this landscape image = width 720."""
-    det = detect(str(DATA / "idcard.png"), params, width=720, size_threshold=0)
+    det = detect(str(DATA / "idcard.png"), params, DetectOptions(width=720, size_threshold=0))
     assert len(det.boxes) == 52
     assert int(det.boxes[0][0][0]) == 115
     assert int(det.boxes[0][2][0]) == 244
@@ -143,7 +143,7 @@ def test_refiner_matches_reference(ref, params, tmp_path):
     torch.save({"module." + k: v for k, v in net.state_dict().items()}, path, _use_new_zipfile_serialization=False)
     img = RENDERED["three_lines"]()
     expected = reference_detect(ref, img, 512, 1.5, refine_net=net)
-    det = detect(img, params, canvas_size=512, mag_ratio=1.5, refiner=str(path), size_threshold=0)
+    det = detect(img, params, DetectOptions(canvas_size=512, mag_ratio=1.5, refiner=str(path), size_threshold=0))
     assert len(det.boxes) >= 1
     assert_same_detection(det, expected)
 
@@ -152,29 +152,29 @@ def test_width_option_and_input_types(params, tmp_path):
     from PIL import Image
 
     img = RENDERED["three_lines"]()
-    det = detect(img, params, width=300, size_threshold=0)
+    det = detect(img, params, DetectOptions(width=300, size_threshold=0))
     h32 = -(-int(img.shape[0] * 300 / img.shape[1]) // 32) * 32
     assert det.ratio == 300 / img.shape[1] and det.score_text.shape == (h32 // 2, 160)
     path = tmp_path / "page.png"
     Image.fromarray(img).save(path)
     for source in (path, str(path), Image.fromarray(img), Image.fromarray(img).convert("RGBA")):
-        other = detect(source, params, width=300, size_threshold=0)
+        other = detect(source, params, DetectOptions(width=300, size_threshold=0))
         np.testing.assert_array_equal(other.boxes, det.boxes)
 
 
 def test_size_threshold(params):
     img = RENDERED["three_lines"]()
     img[5:9, 5:9] = 0                                           # a speck in the corner
-    all_boxes = detect(img, params, canvas_size=384, size_threshold=0)
-    auto = detect(img, params, canvas_size=384)                 # -1: automatic
+    all_boxes = detect(img, params, DetectOptions(canvas_size=384, size_threshold=0))
+    auto = detect(img, params, DetectOptions(canvas_size=384))                 # -1: automatic
     rule = automatic_size_threshold(all_boxes.boxes)
     long_side = np.maximum(np.linalg.norm(all_boxes.boxes[:, 1] - all_boxes.boxes[:, 0], axis=1),
                            np.linalg.norm(all_boxes.boxes[:, 2] - all_boxes.boxes[:, 1], axis=1))
     np.testing.assert_array_equal(auto.boxes, all_boxes.boxes[long_side >= rule])
-    big = detect(img, params, canvas_size=384, size_threshold=100)
+    big = detect(img, params, DetectOptions(canvas_size=384, size_threshold=100))
     assert 0 < len(big.boxes) < len(all_boxes.boxes) and len(big.polys) == len(big.boxes)
     with pytest.raises(ValueError, match="size_threshold"):
-        detect(img, params, size_threshold=-5)
+        detect(img, params, DetectOptions(size_threshold=-5))
 
 
 def test_automatic_size_threshold_rule():
@@ -193,7 +193,7 @@ def test_cli_detect_and_json(params, capsys, tmp_path):
     img = RENDERED["three_lines"]()
     path = tmp_path / "page.png"
     Image.fromarray(img).save(path)
-    det = detect(img, params, canvas_size=320, size_threshold=0)
+    det = detect(img, params, DetectOptions(canvas_size=320, size_threshold=0))
     assert main(["detect", str(path), "--canvas-size", "320", "--size-threshold", "0"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(det.boxes)

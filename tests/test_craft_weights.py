@@ -5,7 +5,7 @@ import pytest
 from detector_np import weights
 from detector_np.weights import (CRAFT_CONVS, CRAFT_MD5, REFINER_CONVS, convert_checkpoint, convert_state_dict,
                                  load_craft, load_refiner)
-from trocr_np.checkpoint import CheckpointError, safetensors_metadata
+from ocr_base.checkpoint import CheckpointError, safetensors_metadata
 
 torch = pytest.importorskip("torch")
 

@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import make_hf_trocr, random_line_images  # noqa: E402
-from trocr_np import generate, load_model, recognize  # noqa: E402
+from trocr_np import GenerationOptions, generate, load_model, recognize  # noqa: E402
 from trocr_np.convert import convert_trocr  # noqa: E402
 from trocr_np.generate import GenerationError, ban_repeated_ngrams  # noqa: E402
 
@@ -100,7 +100,7 @@ def hf_generate(hf, px, **kw):
 def assert_same(hf, px, ours, **kw):
     """Run both; ids exactly equal (HF rows are padded after EOS), log-probs and scores within TOL."""
     ref = hf_generate(hf, px, **kw)
-    out = generate(ours, px.numpy(), **kw)
+    out = generate(ours, px.numpy(), GenerationOptions(**kw))
     pad = hf.generation_config.pad_token_id
     beams = kw.get("num_beams", 1) > 1
     if beams:
@@ -121,11 +121,11 @@ def assert_same(hf, px, ours, **kw):
 
 def test_outputs_are_not_trivial(mixed, never):
     """The test models give long outputs (never) and mixed lengths within a batch (mixed)."""
-    out = generate(never[1], never[2].numpy(), max_new_tokens=24)
+    out = generate(never[1], never[2].numpy(), GenerationOptions(max_new_tokens=24))
     assert all(len(s) == 25 for s in out.sequences)
     assert len({tuple(s) for s in out.sequences}) == N_IMAGES  # images really change the text
-    lens = {len(s) for s in generate(mixed[1], mixed[2].numpy(), max_new_tokens=24).sequences}
-    lens_beam = {len(s) for s in generate(mixed[1], mixed[2].numpy(), max_new_tokens=24, num_beams=3).sequences}
+    lens = {len(s) for s in generate(mixed[1], mixed[2].numpy(), GenerationOptions(max_new_tokens=24)).sequences}
+    lens_beam = {len(s) for s in generate(mixed[1], mixed[2].numpy(), GenerationOptions(max_new_tokens=24, num_beams=3)).sequences}
     assert len(lens) > 1 and len(lens_beam) > 1 and min(lens | lens_beam) > 3
 
 
@@ -196,7 +196,7 @@ def test_cross_attentions(mixed):
         with torch.no_grad():
             ref = hf.generate(px, num_beams=nb, max_new_tokens=12, return_dict_in_generate=True,
                               output_attentions=True)
-        out = generate(ours, px.numpy(), num_beams=nb, max_new_tokens=12, output_attentions=True)
+        out = generate(ours, px.numpy(), GenerationOptions(num_beams=nb, max_new_tokens=12, output_attentions=True))
         for b, seq in enumerate(out.sequences):
             a = out.cross_attentions[b]
             T = len(seq) - 1
@@ -222,7 +222,7 @@ def test_recognize_text_matches_processor(tmp_path):
         with torch.no_grad():
             ids = hf.generate(proc(images=images, return_tensors="pt").pixel_values, **kw)
         want = proc.batch_decode(ids, skip_special_tokens=True)
-        got = recognize(ours, images, batch_size=3, **kw)
+        got = recognize(ours, images, GenerationOptions(**kw), batch_size=3)
         assert [r.text for r in got] == want
         assert any(r.text.strip() for r in got)
         for r, row in zip(got, ids.tolist()):
@@ -259,13 +259,13 @@ def test_generation_config_defaults_and_errors(mixed, tmp_path):
     assert max(map(len, out.sequences)) == 9
 
     with pytest.raises(GenerationError, match="max_length"):
-        generate(ours, px.numpy(), max_length=1)
+        generate(ours, px.numpy(), GenerationOptions(max_length=1))
     with pytest.raises(GenerationError, match="num_beams"):
-        generate(ours, px.numpy(), num_beams=0)
+        generate(ours, px.numpy(), GenerationOptions(num_beams=0))
     with pytest.raises(GenerationError, match="max_position_embeddings"):
-        generate(ours, px.numpy(), max_new_tokens=cfg.decoder.max_position_embeddings + 1)
+        generate(ours, px.numpy(), GenerationOptions(max_new_tokens=cfg.decoder.max_position_embeddings + 1))
     with pytest.raises(GenerationError, match="early_stopping"):
-        generate(ours, px.numpy(), early_stopping="sometimes")
+        generate(ours, px.numpy(), GenerationOptions(early_stopping="sometimes"))
     bad = type(ours)(config=type(cfg)(**{**cfg.__dict__, "generation": {"do_sample": True}}), params=ours.params)
     with pytest.raises(GenerationError, match="do_sample"):
         generate(bad, px.numpy())
@@ -295,7 +295,7 @@ def _cli(*args):
 
 def test_cli_recognize_text_and_json(cli_model):
     model_dir, paths, _ = cli_model
-    want = recognize(load_model(model_dir), [str(p) for p in paths], max_new_tokens=10, num_beams=2)
+    want = recognize(load_model(model_dir), [str(p) for p in paths], GenerationOptions(max_new_tokens=10, num_beams=2))
     r = _cli("--model", model_dir, "--max-new-tokens", 10, "--num-beams", 2, *paths)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:-1] == [w.text.replace("\r", " ").replace("\n", " ") for w in want]

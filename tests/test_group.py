@@ -8,7 +8,10 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 import _easyocr_ref  # noqa: E402
 from detector_np import postprocess as P  # noqa: E402
-from detector_np.group import group_text_box, text_lines  # noqa: E402
+from detector_np.group import group_text_box  # noqa: E402
+from detector_np.lines import LineOptions, group_lines  # noqa: E402
+
+EASYOCR = LineOptions(method="easyocr")
 
 ut = _easyocr_ref.load("utils")
 if ut is None:
@@ -92,14 +95,14 @@ def _reader_detect_lines(boxes, min_size=20):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_text_lines_from_detector_boxes(seed):
+def test_easyocr_lines_from_detector_boxes(seed):
     """Word boxes from get_det_boxes (scaled to image pixels) -> the lines EasyOCR would crop."""
     import test_postprocess as tp
     text, link = tp.text_maps(seed, angle=[0, 3, 25][seed % 3], scale=1.0 + 0.2 * seed)
     boxes, _, _ = P.get_det_boxes(text, link, 0.7, 0.4, 0.4)
     boxes = P.adjust_result_coordinates(boxes, 1.3, 1.3)
     h, f = _reader_detect_lines(boxes)
-    quads = text_lines(boxes)
+    quads = group_lines(boxes, EASYOCR)
     assert quads.shape == (len(h) + len(f), 4, 2) and quads.dtype == np.float32
     for (x0, x1, y0, y1), q in zip(h, quads):
         np.testing.assert_array_equal(q, [[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
@@ -108,13 +111,13 @@ def test_text_lines_from_detector_boxes(seed):
     assert len(quads) > 0
 
 
-def test_text_lines_merges_words_of_a_line():
+def test_easyocr_lines_merge_words_of_a_line():
     words = np.float32([[[10, 10], [50, 10], [50, 30], [10, 30]],
                         [[55, 11], [90, 11], [90, 31], [55, 31]],
                         [[10, 60], [80, 60], [80, 82], [10, 82]]])
-    quads = text_lines(words)
+    quads = group_lines(words, EASYOCR)
     assert len(quads) == 2  # first two words on one line
     assert quads[0][0][0] < 10 and quads[0][1][0] > 90
-    assert text_lines(np.zeros((0, 4, 2))).shape == (0, 4, 2)
+    assert group_lines(np.zeros((0, 4, 2)), EASYOCR).shape == (0, 4, 2)
     with pytest.raises(ValueError):
-        text_lines(np.zeros((3, 8)))
+        group_lines(np.zeros((3, 8)), EASYOCR)

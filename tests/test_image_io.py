@@ -1,4 +1,4 @@
-"""trocr_np.image_io: every source type, every PIL mode, EXIF, multi-page TIFF, and every bad input."""
+"""ocr_base.image_io: every source type, every PIL mode, EXIF, multi-page TIFF, and every bad input."""
 import io
 import struct
 import zlib
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from trocr_np.image_io import ImageError, MAX_PIXELS, array_to_rgb, load_image, load_pages
+from ocr_base.image_io import ImageError, MAX_PIXELS, array_to_rgb, load_image, load_pages
 
 
 def _png_bytes(im, **kw):

@@ -25,10 +25,10 @@ SCRIPT = textwrap.dedent("""
     from PIL import Image
     model = trocr_np.load_model(model_dir)
     for kw in ({}, {"num_beams": 3, "no_repeat_ngram_size": 2}):
-        r = trocr_np.recognize(model, [Image.open(image), image], max_new_tokens=6, **kw)
+        r = trocr_np.recognize(model, [Image.open(image), image], trocr_np.GenerationOptions(max_new_tokens=6, **kw))
         assert len(r) == 2 and r[0].token_ids == r[1].token_ids, r
-    out = trocr_np.generate(model, trocr_np.preprocess([Image.open(image)], model.config), max_new_tokens=4,
-                            output_attentions=True)
+    out = trocr_np.generate(model, trocr_np.preprocess([Image.open(image)], model.config), 
+                            trocr_np.GenerationOptions(max_new_tokens=4, output_attentions=True))
     assert out.cross_attentions[0].shape[0] == len(out.sequences[0]) - 1
     assert trocr_np.cli.main(["recognize", "--model", model_dir, "--max-new-tokens", "4", image]) == 0
     bad = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")]

@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_pages import SENTENCES, five_files_one_corrupt, ink, ink_index, font, one_column_page, polygon_iou, render_page, two_column_page
-from trocr_np.image_io import ImageError
-from trocr_np.pipeline import ErrorRecord, PageResult, group_lines, ocr_files, ocr_page
+from dataclasses import replace
 
-pytest.importorskip("detector_np.detect", reason="CRAFT detect() not available yet")
-from detector_np.draw import draw_regions  # noqa: E402
+from pipeline_pages import SENTENCES, five_files_one_corrupt, ink, ink_index, font, one_column_page, polygon_iou, render_page, two_column_page
+from detector_np import DetectOptions, LineOptions, group_lines
+from detector_np.draw import draw_regions
+from ocr_base.image_io import ImageError
+from trocr_np.pipeline import ErrorRecord, PageOptions, PageResult, ocr_files, ocr_page
 
 MIN_IOU = 0.5
-SMALL = dict(canvas_size=640, mag_ratio=1.0)  # keep CRAFT canvases small in tests
+SMALL = PageOptions(detect=DetectOptions(canvas_size=640, mag_ratio=1.0))  # keep CRAFT canvases small in tests
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def results(craft):
     out = {}
     for name, make in PAGES.items():
         im, quads, texts = make()
-        out[name] = (im, quads, ocr_page(im, detector_params=craft, recognizer=ink_recognizer(), **SMALL))
+        out[name] = (im, quads, ocr_page(im, detector_params=craft, recognizer=ink_recognizer(), options=SMALL))
     return out
 
 
@@ -95,14 +96,14 @@ def test_json_round_trip(results):
 def test_group_images_false_recognises_one_crop_at_a_time(craft):
     im, quads, _ = two_column_page(0.0)
     grouped, single = [], []
-    a = ocr_page(im, detector_params=craft, recognizer=ink_recognizer(calls=grouped), **SMALL)
-    b = ocr_page(im, detector_params=craft, recognizer=ink_recognizer(calls=single), group_images=False, **SMALL)
+    a = ocr_page(im, detector_params=craft, recognizer=ink_recognizer(calls=grouped), options=SMALL)
+    b = ocr_page(im, detector_params=craft, recognizer=ink_recognizer(calls=single), options=replace(SMALL, group_images=False))
     assert grouped == [len(quads)] and single == [1] * len(quads)
     assert a.text == b.text == "\n".join(f"line{i}" for i in range(len(quads)))
 
 
 def test_blank_page_gives_no_lines(craft):
-    res = ocr_page(Image.new("RGB", (200, 120), "white"), detector_params=craft, recognizer=ink_recognizer(), **SMALL)
+    res = ocr_page(Image.new("RGB", (200, 120), "white"), detector_params=craft, recognizer=ink_recognizer(), options=SMALL)
     assert res.lines == [] and res.text == ""
 
 
@@ -111,7 +112,7 @@ def test_bad_inputs(craft, tmp_path):
         ocr_page(b"\x89PNG\r\n\x1a\n garbage", detector_params=craft, recognizer=ink_recognizer())
     im, _, _ = one_column_page()
     with pytest.raises(ValueError, match="recogniser returned 0 results for 5 crops"):
-        ocr_page(im, detector_params=craft, recognizer=lambda crops: [], **SMALL)
+        ocr_page(im, detector_params=craft, recognizer=lambda crops: [], options=SMALL)
     with pytest.raises(FileNotFoundError):
         ocr_page(tmp_path / "missing.png", detector_params=craft, recognizer=ink_recognizer())
 
@@ -124,7 +125,7 @@ def test_batch_of_five_with_one_corrupt_file(craft, tmp_path):
     paths = five_files_one_corrupt(tmp_path / "batch")
     seen = []
     out = list(ocr_files([tmp_path / "batch"], detector_params=craft, recognizer=ink_recognizer(5),
-                         progress=lambda i, n, p: seen.append((i, n, p.name)), **SMALL))
+                         progress=lambda i, n, p: seen.append((i, n, p.name)), options=SMALL))
     assert [type(r) for r in out] == [PageResult, PageResult, ErrorRecord, PageResult, PageResult]
     assert [r.source for r in out] == [str(p) for p in paths]
     assert [r.text for r in out if r.ok] == ["line0", "line1", "line3", "line4"]
@@ -138,20 +139,20 @@ def test_multi_page_tiff_gives_one_result_per_page(craft, tmp_path):
     pages = [_word_image(0, "first"), _word_image(1, "second")]
     p = tmp_path / "two.tif"
     pages[0].save(p, save_all=True, append_images=pages[1:])
-    out = list(ocr_files([p], detector_params=craft, recognizer=ink_recognizer(2), **SMALL))
+    out = list(ocr_files([p], detector_params=craft, recognizer=ink_recognizer(2), options=SMALL))
     assert [(r.page, r.text) for r in out] == [(1, "line0"), (2, "line1")]
 
 
 def test_group_lines_easyocr_mode_without_extras():
     # two words on a row, 12 px apart with height 30: EasyOCR merges (gap < 0.5 * h)
     words = np.array([[[10, 10], [60, 10], [60, 40], [10, 40]], [[72, 10], [120, 10], [120, 40], [72, 40]]], float)
-    plain = group_lines(words, deskew=False, straighten_deg=0, merge_rows=False)
+    plain = group_lines(words, LineOptions(method="easyocr"))
     ours = group_lines(words)
     assert plain.shape == ours.shape == (1, 4, 2)
     np.testing.assert_allclose(plain, ours)
     # a word with a long descender (taller box) is split off by EasyOCR's height rule, merged back by merge_rows
     words[1] = [[72, 10], [120, 10], [120, 75], [72, 75]]
-    assert len(group_lines(words, deskew=False, straighten_deg=0, merge_rows=False)) == 2
+    assert len(group_lines(words, LineOptions(method="easyocr"))) == 2
     assert len(group_lines(words)) == 1
 
 
@@ -176,7 +177,7 @@ def line_refiner():
 
 def test_refiner_regions_are_lines(craft):
     im, quads, _ = one_column_page(0.0)
-    res = ocr_page(im, detector_params=craft, refiner=line_refiner(), recognizer=ink_recognizer(), **SMALL)
+    res = ocr_page(im, detector_params=craft, refiner=line_refiner(), recognizer=ink_recognizer(), options=SMALL)
     assert [ln.text for ln in res.lines] == [f"line{i}" for i in range(len(quads))]
     for ln, gt in zip(res.lines, quads):
         assert polygon_iou(ln.box, gt, im.size) >= MIN_IOU

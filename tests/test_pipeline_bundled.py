@@ -5,12 +5,15 @@ recognised page text must match the rendered text within MAX_CER (character
 error rate: Levenshtein distance / reference length, over the whole page text,
 newlines included, so missing or merged lines count as errors too).
 """
+import os
+
 import pytest
 
 from pipeline_pages import render_page, stack
+from detector_np import DetectOptions
+from trocr_np import bundled
 from trocr_np.metrics import cer
-
-bundled = pytest.importorskip("trocr_np.bundled", reason="bundled recogniser not installed")
+from trocr_np.pipeline import PageOptions, ocr_page
 
 # Measured: CER 0.036 on this page with the bundled model of 2026-11-24 (5 of 114
 # characters wrong: "frizzzy", "towight"). The limit leaves room for retrained
@@ -30,22 +33,16 @@ SIZES = (34, 40, 36, 32, 38)
 
 @pytest.fixture(scope="module")
 def model_dir():
-    import os
     d = bundled.bundled_model_dir()
-    if not os.path.isdir(d):
-        pytest.skip(f"bundled model folder {d} missing")
+    assert os.path.isdir(d), f"bundled model folder {d} missing: the package is broken"
     return d
 
 
 @pytest.fixture(scope="module")
 def page():
-    import os
-
     import pipeline_pages
-    pytest.importorskip("detector_np.detect")
     missing = [f for f in FONTS if not os.path.exists(f)]
-    if missing:
-        pytest.skip(f"fonts not installed: {missing}")
+    assert not missing, f"fonts not installed (apt-get install the fonts listed in .ci/run): {missing}"
     old = pipeline_pages.FONT_FILES
     pipeline_pages.FONT_FILES = FONTS
     try:
@@ -57,9 +54,8 @@ def page():
 
 
 def test_bundled_model_reads_a_rendered_page(model_dir, page):
-    from trocr_np.pipeline import ocr_page
     im, want = page
-    res = ocr_page(im, model=model_dir, canvas_size=640, mag_ratio=1.0)
+    res = ocr_page(im, model=model_dir, options=PageOptions(detect=DetectOptions(canvas_size=640, mag_ratio=1.0)))
     err = cer(want, res.text)
     print(f"\nbundled model page CER {err:.3f}\n--- rendered\n{want}\n--- recognised\n{res.text}")
     assert len(res.lines) == len(LINES)

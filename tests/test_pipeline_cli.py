@@ -11,9 +11,6 @@ import pytest
 from pipeline_pages import five_files_one_corrupt, render_page
 from trocr_np.cli import main
 
-pytest.importorskip("detector_np.detect")
-pytest.importorskip("trocr_np.recognize")
-
 SMALL = ["--canvas-size", "640", "--mag-ratio", "1.0"]
 
 

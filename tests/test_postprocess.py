@@ -421,11 +421,11 @@ def idcard_maps():
     if not os.path.exists(path):
         pytest.skip("tests/data/idcard.png missing")
     try:
-        from detector_np import detect, load_craft
+        from detector_np import DetectOptions, detect, load_craft
         params = load_craft()
     except (ImportError, FileNotFoundError, ValueError) as e:
         pytest.skip(f"CRAFT weights/network unavailable: {e}")
-    det = detect(np.asarray(Image.open(path).convert("RGB")), params, canvas_size=640, mag_ratio=1.0)
+    det = detect(np.asarray(Image.open(path).convert("RGB")), params, DetectOptions(canvas_size=640, mag_ratio=1.0))
     return det.score_text, det.score_link
 
 

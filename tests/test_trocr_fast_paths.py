@@ -12,7 +12,8 @@ import types
 import numpy as np
 import pytest
 
-from trocr_np import kernels, threads
+from ocr_base import threads
+from trocr_np import kernels
 from trocr_np.encoder import encoder_layer, encoder_layer_fast
 
 TOL = 1e-5  # float32 max abs difference between two orderings of the same float32 arithmetic

@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import TROCR_PRESETS, make_hf_trocr, random_line_images
 from trocr_np import kernels
+from trocr_np.convert import convert_trocr
 from trocr_np.config import ConfigError, expected_param_shapes, load_config
 from trocr_np.decoder import init_cache, decoder_forward, reorder_cache, sinusoidal_table
 from trocr_np.encoder import encoder_forward
@@ -31,15 +32,9 @@ transformers = pytest.importorskip("transformers")
 TOL = 1e-4  # float32 max abs difference for every network tensor
 PRESETS = ["tiny", "small", "base", "large", "sinusoidal", "mismatch", "nonsquare"]
 
-try:
-    from trocr_np.convert import convert_trocr
-except ImportError:  # engineer A's converter not landed yet: read the HF folder directly
-    convert_trocr = None
 
 
 def _to_ours(hf_dir, out_dir):
-    if convert_trocr is None:
-        return load_model(hf_dir)
     convert_trocr(hf_dir, out_dir)
     return load_model(out_dir)
 
@@ -55,8 +50,6 @@ def built(tmp_path_factory):
             tmp = tmp_path_factory.mktemp(f"{preset}_{fmt}")
             hf, hf_dir = make_hf_trocr(tmp, preset, fmt=fmt)
             hf.set_attn_implementation("eager")  # sdpa returns no attention maps
-            if fmt == "bin" and convert_trocr is None:
-                pytest.skip("trocr_np.convert not available to read pytorch_model.bin")
             cache[key] = (hf, _to_ours(hf_dir, tmp / "ours"))
         return cache[key]
     return get
@@ -295,68 +288,31 @@ def test_sinusoidal_table_matches_hf():
 # --------------------------------------------------------------------------- kernels
 
 @pytest.mark.parametrize("shape", [(1, 7), (5, 384), (3, 17, 1024)])
-def test_layer_norm_fast_equals_reference(shape):
+def test_layer_norm_matches_torch(shape):
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
     g, b = rng.standard_normal((2, shape[-1])).astype(np.float32)
     for eps in (1e-12, 1e-5):
-        assert _maxdiff(kernels.layer_norm(x, g, b, eps), kernels.layer_norm_ref(x, g, b, eps)) < TOL
         ref = torch.nn.functional.layer_norm(torch.from_numpy(x), (shape[-1],), torch.from_numpy(g),
                                              torch.from_numpy(b), eps).numpy()
         assert _maxdiff(kernels.layer_norm(x, g, b, eps), ref) < TOL
 
 
 @pytest.mark.parametrize("act", ["gelu", "relu"])
-def test_bias_act_fast_equals_reference(act):
+def test_bias_act_matches_torch(act):
     rng = np.random.default_rng(12)
     x = (rng.standard_normal((2, 9, 300)) * 4).astype(np.float32)
     x[0, 0, :200] = np.linspace(-12, 12, 200)  # the whole range, both tails
     b = rng.standard_normal(300).astype(np.float32)
-    want = kernels.ACT_REF[act](x + b)
     got = kernels.bias_act_(x.copy(), b, act)
-    assert _maxdiff(got, want) < 1e-6
     ref = getattr(torch.nn.functional, act)(torch.from_numpy(x + b)).numpy()
     assert _maxdiff(got, ref) < 1e-6
 
 
-@pytest.mark.parametrize("m", [1, 2, 3, 8, 16, 17])
-def test_matmul_wt_equals_blas(m):
-    rng = np.random.default_rng(14)
-    x = rng.standard_normal((m, 256)).astype(np.float32)
-    w = (rng.standard_normal((300, 256)) * 0.05).astype(np.float32)
-    assert _maxdiff(kernels.matmul_wt(x, w), x.astype(np.float64) @ w.T.astype(np.float64)) < 1e-5
 
 
-def test_exp32_accuracy():
-    import numba
-
-    @numba.njit
-    def run(x, y):
-        for i in range(x.size):
-            y[i] = kernels.exp32(x[i])
-    x = np.linspace(-87, 88, 400001).astype(np.float32)
-    y = np.empty_like(x)
-    run(x, y)
-    want = np.exp(x.astype(np.float64))
-    assert float((np.abs(y - want) / want).max()) < 2e-7
-    run(np.array([-87.5, -1e4, -np.inf], np.float32), y[:3])
-    assert np.all(y[:3] == 0)
 
 
-def test_softmax_and_attend_one_equal_reference():
-    rng = np.random.default_rng(13)
-    s = (rng.standard_normal((2, 3, 5, 40)) * 5).astype(np.float32)
-    assert _maxdiff(kernels.softmax_(s.copy()), kernels.softmax_ref(s)) < 1e-6
-    assert _maxdiff(kernels.softmax_(s.copy(), 0.125), kernels.softmax_ref(s * np.float32(0.125))) < 1e-6
-    s[..., 3:] = -np.inf  # masked scores get exactly zero probability
-    got = kernels.softmax_(s.copy())
-    assert np.all(got[..., 3:] == 0) and _maxdiff(got, kernels.softmax_ref(s)) < 1e-6
-    q = rng.standard_normal((3, 4, 16)).astype(np.float32)
-    k, v = rng.standard_normal((2, 3, 4, 20, 16)).astype(np.float32)
-    for n in (1, 7, 20):
-        o, p = kernels.attend_one(q, k, v, n)
-        o_ref, p_ref = kernels.attend_one_ref(q, k, v, n)
-        assert _maxdiff(o, o_ref) < 1e-5 and _maxdiff(p, p_ref) < 1e-6
 
 
 # --------------------------------------------------------------------------- config and weights
@@ -410,7 +366,7 @@ def test_config_honours_fields(tmp_path):
 
 
 def test_load_model_weight_errors_and_fp16(tmp_path):
-    from trocr_np.checkpoint import load_safetensors, save_safetensors
+    from ocr_base.checkpoint import load_safetensors, save_safetensors
     hf, hf_dir = make_hf_trocr(tmp_path, "tiny", tokenizer=None)
     st = hf_dir / "model.safetensors"
     w = dict(load_safetensors(st, mmap=False))

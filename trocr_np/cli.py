@@ -8,13 +8,28 @@ Sub-commands:
   ocr               detection + recognition on whole pages
 
 Each command body lives in a `_cmd_<name>(args)` function below; the parsers
-are built in `build_parser()`.
+are built in `build_parser()`. Option defaults are read from the options
+dataclasses (DetectOptions, GenerationOptions, PageOptions), never written here,
+and each command builds one options object per stage and hands it down whole.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from dataclasses import fields
+
+from detector_np.detect import DetectOptions
+from detector_np.lines import LineOptions
+
+from .generate import GenerationOptions
+from .pipeline import PageOptions
+from .recognize import BATCH_SIZE
+
+
+def _default(cls, name):
+    """The default of field `name` of the options dataclass `cls` (the one place it is written)."""
+    return next(f.default for f in fields(cls) if f.name == name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recognize", help="recognise single text-line images")
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--model", required=True, help="converted trocr-np model folder")
-    r.add_argument("--num-beams", type=int, default=1)
-    r.add_argument("--max-new-tokens", type=int, default=None)
+    _add_generation_options(r, GenerationOptions())
+    r.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="line images recognised together")
     r.add_argument("--json", action="store_true", help="print text, token ids and log-probabilities per image")
     r.set_defaults(func=_cmd_recognize)
 
@@ -53,28 +68,52 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--model", default=None, help="converted trocr-np model folder (default: the bundled one)")
     o.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write results as JSON to OUT")
     o.add_argument("--draw", default=None, metavar="OUT_DIR", help="write images with drawn regions to OUT_DIR")
-    o.add_argument("--num-beams", type=int, default=1)
-    o.add_argument("--max-new-tokens", type=int, default=64, help="longest line, in tokens (default 64)")
-    o.add_argument("--batch-size", type=int, default=8, help="line crops recognised together")
+    page = PageOptions()
+    _add_generation_options(o, page.generation)
+    o.add_argument("--batch-size", type=int, default=page.batch_size, help="line crops recognised together")
+    o.add_argument("--lines", choices=["handwriting", "easyocr"], default=_default(LineOptions, "method"),
+                   help="how word boxes become lines (detector_np.lines)")
     _add_detector_options(o)
     o.set_defaults(func=_cmd_ocr)
     return p
 
 
+def _add_generation_options(p: argparse.ArgumentParser, defaults: GenerationOptions) -> None:
+    """--num-beams, --max-new-tokens: None means the checkpoint's generation_config.json."""
+    for name, help in (("num_beams", "beam width (1: greedy)"), ("max_new_tokens", "longest line, in tokens")):
+        d = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=d,
+                       help=f"{help} (default: {d if d is not None else 'from the checkpoint'})")
+
+
+def _generation_options(args) -> GenerationOptions:
+    return GenerationOptions(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+
+
 def _add_detector_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--canvas-size", type=int, default=1280)
-    p.add_argument("--mag-ratio", type=float, default=1.5)
-    p.add_argument("--width", type=int, default=None, help="resize the image to this width first")
-    p.add_argument("--text-threshold", type=float, default=0.7)
-    p.add_argument("--link-threshold", type=float, default=0.4)
-    p.add_argument("--low-text", type=float, default=0.4)
-    p.add_argument("--size-threshold", type=int, default=-1, help="drop boxes smaller than this (-1: automatic)")
-    p.add_argument("--poly", action="store_true", help="return polygons for curved text")
-    p.add_argument("--refiner", default=None, metavar="PATH", help="LinkRefiner weights (.pth or .safetensors)")
+    d = lambda name: _default(DetectOptions, name)  # noqa: E731
+    p.add_argument("--canvas-size", type=int, default=d("canvas_size"))
+    p.add_argument("--mag-ratio", type=float, default=d("mag_ratio"))
+    p.add_argument("--width", type=int, default=d("width"), help="resize the image to this width first")
+    p.add_argument("--text-threshold", type=float, default=d("text_threshold"))
+    p.add_argument("--link-threshold", type=float, default=d("link_threshold"))
+    p.add_argument("--low-text", type=float, default=d("low_text"))
+    p.add_argument("--size-threshold", type=float, default=d("size_threshold"),
+                   help="drop boxes smaller than this (-1: automatic)")
+    p.add_argument("--poly", action="store_true", default=d("poly"), help="return polygons for curved text")
+    p.add_argument("--refiner", default=d("refiner"), metavar="PATH", help="LinkRefiner weights (.pth or .safetensors)")
+
+
+def _detect_options(args) -> DetectOptions:
+    return DetectOptions(canvas_size=args.canvas_size, mag_ratio=args.mag_ratio, width=args.width,
+                         text_threshold=args.text_threshold, link_threshold=args.link_threshold,
+                         low_text=args.low_text, poly=args.poly, size_threshold=args.size_threshold,
+                         refiner=args.refiner)
 
 
 def _cmd_convert(args) -> int:
-    from .checkpoint import load_safetensors
+    from ocr_base.checkpoint import load_safetensors
+
     from .convert import convert_trocr
 
     dst = convert_trocr(args.src, args.dst, dtype=args.dtype)
@@ -94,18 +133,17 @@ def _cmd_recognize(args) -> int:
     skipped; the others are still recognised, and the exit status is then 1."""
     import json
 
-    from .image_io import load_image
+    from ocr_base.image_io import load_image
+
     from .model import load_model
     from .recognize import recognize
 
+    options = _generation_options(args)
     model = load_model(args.model)  # a bad model folder is a user error: main() prints it, exit 2
-    gen = dict(num_beams=args.num_beams)
-    if args.max_new_tokens is not None:
-        gen["max_new_tokens"] = args.max_new_tokens
     failed, results, batch = False, [], []
 
     def flush():
-        for path, r in zip([p for p, _ in batch], recognize(model, [im for _, im in batch], **gen)):
+        for path, r in zip([p for p, _ in batch], recognize(model, [im for _, im in batch], options)):
             if args.json:
                 results.append(dict(image=path, text=r.text, token_ids=r.token_ids, token_logprobs=r.token_logprobs))
             else:
@@ -119,7 +157,7 @@ def _cmd_recognize(args) -> int:
             msg = str(e) if path in str(e) else f"{path}: {e}"
             print(f"trocr-np recognize: error: {msg}", file=sys.stderr)
             failed = True
-        if len(batch) == 8:
+        if len(batch) == args.batch_size:
             flush()
     flush()
     if args.json:
@@ -146,9 +184,7 @@ def _cmd_detect(args) -> int:
 
     from detector_np import detect
 
-    det = detect(args.image, canvas_size=args.canvas_size, mag_ratio=args.mag_ratio, width=args.width,
-                 text_threshold=args.text_threshold, link_threshold=args.link_threshold, low_text=args.low_text,
-                 poly=args.poly, refiner=args.refiner, size_threshold=args.size_threshold)
+    det = detect(args.image, None, _detect_options(args))
     if args.json:
         print(json.dumps({
             "image": str(args.image),
@@ -167,8 +203,12 @@ def _cmd_ocr(args) -> int:
     import json
     from pathlib import Path
 
+    from ocr_base.files import atomic_write
+
     from .pipeline import expand_inputs, ocr_files
 
+    options = PageOptions(detect=_detect_options(args), lines=LineOptions(method=args.lines),
+                          generation=_generation_options(args), batch_size=args.batch_size)
     files = expand_inputs(args.inputs)
     if not files:
         raise FileNotFoundError(f"no image files in {' '.join(args.inputs)}")
@@ -183,11 +223,7 @@ def _cmd_ocr(args) -> int:
         from detector_np.draw import draw_regions
         draw_dir.mkdir(parents=True, exist_ok=True)
     records, failed, drawn = [], 0, set()
-    for r in ocr_files(files, model=args.model, refiner=args.refiner, progress=progress,
-                       num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                       canvas_size=args.canvas_size, mag_ratio=args.mag_ratio,
-                       width=args.width, text_threshold=args.text_threshold, link_threshold=args.link_threshold,
-                       low_text=args.low_text, poly=args.poly, size_threshold=args.size_threshold):
+    for r in ocr_files(files, args.model, None, options, progress=progress):
         records.append(r.to_dict())
         if not r.ok:
             failed += 1
@@ -206,7 +242,7 @@ def _cmd_ocr(args) -> int:
             drawn.add(name)
             draw_regions(r.image, r.polygons(), numbers=True).save(draw_dir / name)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write(args.json_out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
     if many and failed:
         print(f"trocr-np ocr: {failed} of {len(records)} inputs failed", file=sys.stderr)
     return 1 if failed else 0

@@ -9,7 +9,7 @@ raises `ConfigError` naming the field instead of silently computing something el
 
 References: transformers 5.24 `models/{vit,deit}/configuration_*.py`,
 `models/trocr/configuration_trocr.py`, `models/vision_encoder_decoder/`,
-`image_processing_backends.py` (PIL backend); ../shared/reference/trocr.md.
+`image_processing_backends.py` (PIL backend); docs/architecture.md.
 """
 from __future__ import annotations
 

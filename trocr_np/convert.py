@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_safetensors, load_torch, save_safetensors
+from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors, load_torch, save_safetensors
+
 from .config import expected_param_shapes, load_config
 
 CONFIG_FILES = ("config.json", "preprocessor_config.json")
@@ -90,25 +91,6 @@ def hf_to_ondisk_names(tensors: dict[str, np.ndarray], tied: bool, learned_posit
     return out
 
 
-def check_shapes(tensors: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], where: Path) -> None:
-    """Missing, unexpected and wrongly shaped tensors -> CheckpointError naming them."""
-    missing = [k for k in expected if k not in tensors]
-    if missing:
-        k = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{where}: missing tensor {k!r} of shape {expected[k]} required by config.json{more}")
-    unexpected = [k for k in tensors if k not in expected]
-    if unexpected:
-        k = unexpected[0]
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{where}: unexpected tensor {k!r} of shape {tuple(tensors[k].shape)}: config.json "
-                              f"has no place for it{more}")
-    for k, shape in expected.items():
-        if tuple(tensors[k].shape) != tuple(shape):
-            raise CheckpointError(f"{where}: tensor {k!r} has shape {tuple(tensors[k].shape)} but config.json "
-                                  f"implies {tuple(shape)}")
-
-
 def _tokenizer_files(src: Path) -> list[str]:
     if (src / "tokenizer.json").is_file():
         return ["tokenizer.json"] + [n for n in ("vocab.json", "merges.txt") if (src / n).is_file()]
@@ -156,7 +138,7 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32") -> Path:
     tensors = hf_to_ondisk_names(load_hf_weights(weights_path), tied=cfg.decoder.tie_word_embeddings,
                                  learned_positions=cfg.decoder.use_learned_position_embeddings,
                                  where=weights_path)
-    check_shapes(tensors, expected_param_shapes(cfg), weights_path)
+    check_tensors(tensors, expected_param_shapes(cfg), weights_path)
     target = np.dtype(dtype)
     tensors = {k: (v.astype(target, copy=False) if np.issubdtype(v.dtype, np.floating) else v) for k, v in tensors.items()}
 

@@ -10,7 +10,7 @@ once per image in `init_cache`. Params are keyed by on-disk names
 
 References: transformers 5.24 `models/trocr/modeling_trocr.py`,
 `models/vision_encoder_decoder/modeling_vision_encoder_decoder.py` (enc_to_dec_proj);
-../shared/reference/trocr.md section 2.
+docs/architecture.md (where each equation lives, the quirks).
 """
 from __future__ import annotations
 

@@ -8,14 +8,14 @@ checkpoint's on-disk names, e.g. `encoder.encoder.layer.0.attention.attention.qu
 (out, in) layout and are applied as `x @ w.T`.
 
 References: transformers 5.24 `models/vit/modeling_vit.py`, `models/deit/modeling_deit.py`;
-../shared/reference/trocr.md section 2.
+docs/architecture.md (where each equation lives, the quirks).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
-from .threads import n_workers, run_parallel, split
+from ocr_base.threads import n_workers, run_parallel, split
 
 
 def linear(x, w, b=None):
@@ -28,7 +28,7 @@ def linear(x, w, b=None):
 
 
 def _linear_parallel(x, w, b):
-    """`linear` as row slices on the worker threads (trocr_np.threads). Besides using both cores,
+    """`linear` as row slices on the worker threads (ocr_base.threads). Besides using both cores,
     this keeps the encoder off multi-threaded BLAS: after one, OpenBLAS's idle threads spin for
     a while and would take a core from the workers of the layers that follow."""
     x2 = x.reshape(-1, x.shape[-1])
@@ -109,7 +109,7 @@ def encoder_layer(params, cfg, i, x, output_attentions=False):
 # `encoder_layer` above is the readable reference. On a 2-core machine it leaves softmax and
 # bias+GELU (serial Numba) on one core between 2-thread GEMMs. `encoder_layer_fast` instead cuts the
 # layer into three phases whose slices need no synchronisation, each slice on a worker thread with
-# single-threaded BLAS (trocr_np.threads): (1) rows: LN + Q/K/V projections; (2) (batch, head) pairs:
+# single-threaded BLAS (ocr_base.threads): (1) rows: LN + Q/K/V projections; (2) (batch, head) pairs:
 # scores, softmax, probs @ V; (3) rows: output projection, residual, LN, MLP, residual.
 # tests/test_trocr_fast_paths.py holds it equal to the reference, threaded and serial; the whole
 # encoder is checked against transformers in tests/test_trocr_parity.py.

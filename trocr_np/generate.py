@@ -24,7 +24,7 @@ They differ only when a mask removed probability mass (greedy renormalises, beam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,6 +69,65 @@ class GenerationError(ValueError):
     """Invalid generation arguments or an unsupported generation_config field."""
 
 
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Every setting of `generate`, like whisper's DecodingOptions; built once (CLI, API) and passed down whole.
+
+    A field left None takes the checkpoint's generation_config.json value, then HF's default (DEFAULTS);
+    `resolved(cfg)` returns the copy `greedy_search` / `beam_search` read, with every field filled in
+    (lengths as HF counts them: max_length includes the decoder start token; eos_token_id a tuple).
+
+    num_beams:             1 is greedy search.
+    max_new_tokens:        tokens to generate at most (wins over max_length).
+    max_length:            total length at most, decoder start token included.
+    min_length, min_new_tokens: EOS is banned until the sequence is this long.
+    length_penalty:        beam score = sum log p / len ** length_penalty.
+    early_stopping:        True, False or "never" (HF's beam-search stopping rules).
+    no_repeat_ngram_size:  ban any n-gram from appearing twice (0: off).
+    eos_token_id, pad_token_id, decoder_start_token_id: override the checkpoint's special tokens.
+    output_attentions:     also return each token's head-mean cross-attention per layer.
+    """
+    num_beams: int | None = None
+    max_new_tokens: int | None = None
+    max_length: int | None = None
+    min_length: int | None = None
+    min_new_tokens: int | None = None
+    length_penalty: float | None = None
+    early_stopping: bool | str | None = None
+    no_repeat_ngram_size: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
+    pad_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    output_attentions: bool = False
+
+    def __post_init__(self):
+        minimum = dict(num_beams=1, max_new_tokens=1, max_length=1, min_length=0, min_new_tokens=0,
+                       no_repeat_ngram_size=0, pad_token_id=0, decoder_start_token_id=0)
+        for name, lo in minimum.items():
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo):
+                raise GenerationError(f"GenerationOptions.{name} must be an integer >= {lo}, got {v!r}")
+        lp = self.length_penalty
+        if lp is not None and (isinstance(lp, bool) or not isinstance(lp, (int, float)) or not np.isfinite(lp)):
+            raise GenerationError(f"GenerationOptions.length_penalty must be a finite number, got {lp!r}")
+        if self.early_stopping not in (None, True, False, "never"):
+            raise GenerationError(f"GenerationOptions.early_stopping must be True, False or 'never', "
+                                  f"got {self.early_stopping!r}")
+        eos = self.eos_token_id
+        if eos is not None:
+            ids = eos if isinstance(eos, (list, tuple)) else (eos,)
+            if not all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) and e >= 0 for e in ids):
+                raise GenerationError(f"GenerationOptions.eos_token_id must be token ids >= 0, got {eos!r}")
+            object.__setattr__(self, "eos_token_id", tuple(int(e) for e in ids))
+        if not isinstance(self.output_attentions, bool):
+            raise GenerationError(f"GenerationOptions.output_attentions must be True or False, "
+                                  f"got {self.output_attentions!r}")
+
+    def resolved(self, cfg) -> "GenerationOptions":
+        """Options > checkpoint generation_config.json > HF defaults, resolved the way `generate` does."""
+        return resolve_generation(self, cfg)
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """(..., V) float32 -> (..., V) float32 log-probabilities."""
     m = np.max(x, axis=-1, keepdims=True)
@@ -93,12 +152,14 @@ def ban_repeated_ngrams(ids: np.ndarray, scores: np.ndarray, n: int) -> None:
     scores[rows, windows[rows, cols, -1]] = -np.inf
 
 
-def _process(ids: np.ndarray, scores: np.ndarray, p: dict) -> np.ndarray:
-    """HF's logits processors, in HF's order: no-repeat n-gram, then min length / min new tokens (EOS -> -inf)."""
-    ban_repeated_ngrams(ids, scores, p["no_repeat_ngram_size"])
+def _process(ids: np.ndarray, scores: np.ndarray, o: GenerationOptions) -> np.ndarray:
+    """HF's logits processors, in HF's order: no-repeat n-gram, then min length / min new tokens (EOS -> -inf).
+
+    ids (R, T), scores (R, V) written in place; `o` resolved."""
+    ban_repeated_ngrams(ids, scores, o.no_repeat_ngram_size)
     T = ids.shape[1]
-    if p["eos"] and (T < p["min_length"] or T - 1 < p["min_new_tokens"]):
-        scores[:, p["eos"]] = -np.inf
+    if o.eos_token_id and (T < o.min_length or T - 1 < o.min_new_tokens):
+        scores[:, list(o.eos_token_id)] = -np.inf
     return scores
 
 
@@ -119,88 +180,89 @@ def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, idx, axis=1)
 
 
-def resolve_generation_params(cfg, num_beams=None, max_new_tokens=None, max_length=None, min_length=None,
-                              min_new_tokens=None, length_penalty=None, early_stopping=None,
-                              no_repeat_ngram_size=None, eos_token_id=None, pad_token_id=None) -> dict:
-    """Arguments > checkpoint generation_config.json > HF defaults, resolved the way `generate` does."""
+def resolve_generation(o: GenerationOptions, cfg) -> GenerationOptions:
+    """`o` with every field filled in from the checkpoint (cfg.generation, then config.json) and DEFAULTS.
+
+    In the result max_length is the total length (HF's meaning), min_length includes min_new_tokens,
+    eos_token_id is a tuple (maybe empty), pad_token_id is -1 when there is none.
+    """
     gen = dict(getattr(cfg, "generation", None) or {})
     for key, off in _UNSUPPORTED.items():
         v = gen.get(key)
         if v is not None and v != off and not (key == "num_return_sequences" and v == 1):
             raise GenerationError(f"generation_config.json: field '{key}' = {v!r} is not supported (only {off!r})")
 
-    def pick(name, value):
-        if value is not None:
-            return value
+    def pick(name):
+        if getattr(o, name) is not None:
+            return getattr(o, name)
         return gen[name] if gen.get(name) is not None else DEFAULTS[name]
 
-    def special(name, value):  # argument > generation_config.json > config.json (as resolved by load_config)
-        if value is not None:
-            return value
+    def special(name):  # option > generation_config.json > config.json (as resolved by load_config)
+        if getattr(o, name, None) is not None:
+            return getattr(o, name)
         return gen[name] if gen.get(name) is not None else getattr(cfg, name, None)
 
-    num_beams = int(pick("num_beams", num_beams))
+    num_beams = int(pick("num_beams"))
     if num_beams < 1:
         raise GenerationError(f"num_beams must be >= 1, got {num_beams}")
-    # length: max_new_tokens wins; else an explicit max_length (argument or config); else 20 new tokens.
+    # length: max_new_tokens wins; else an explicit max_length (option or config); else 20 new tokens.
     # (HF would cap the default at config.max_position_embeddings, which a VisionEncoderDecoder config lacks.)
-    max_new_tokens = max_new_tokens if max_new_tokens is not None else gen.get("max_new_tokens")
+    max_new_tokens = o.max_new_tokens if o.max_new_tokens is not None else gen.get("max_new_tokens")
     if max_new_tokens is not None:
         max_len = int(max_new_tokens) + 1
-    elif max_length is not None or gen.get("max_length") is not None:
-        max_len = int(pick("max_length", max_length))
+    elif o.max_length is not None or gen.get("max_length") is not None:
+        max_len = int(pick("max_length"))
     else:
         max_len = DEFAULTS["max_length"] + 1
     if max_len <= 1:
         raise GenerationError(f"max_length {max_len} leaves no room after the decoder start token "
                               "(max_length counts it; use max_new_tokens >= 1)")
-    min_new = min_new_tokens if min_new_tokens is not None else gen.get("min_new_tokens")
-    min_len = int(pick("min_length", min_length))
+    min_new = o.min_new_tokens if o.min_new_tokens is not None else gen.get("min_new_tokens")
+    min_len = int(pick("min_length"))
     if min_new is not None:
         min_len = int(min_new) + 1  # HF rewrites min_length from min_new_tokens
-    early = pick("early_stopping", early_stopping)
+    early = pick("early_stopping")
     if early not in (True, False, "never"):
         raise GenerationError(f"early_stopping must be True, False or 'never', got {early!r}")
-    eos = special("eos_token_id", eos_token_id)
-    eos = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-    pad = special("pad_token_id", pad_token_id)
+    eos = special("eos_token_id")
+    eos = () if eos is None else tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+    pad = special("pad_token_id")
     if pad is None and eos:
         pad = eos[0]  # HF: pad defaults to the first EOS
-    ngram = int(pick("no_repeat_ngram_size", no_repeat_ngram_size))
-    start = special("decoder_start_token_id", None)
+    start = special("decoder_start_token_id")
     if start is None:
-        start = special("bos_token_id", None)
+        start = special("bos_token_id")
     if start is None:
         raise GenerationError("config: no 'decoder_start_token_id' (nor 'bos_token_id')")
-    return dict(num_beams=num_beams, max_length=max_len, min_length=min_len, min_new_tokens=int(min_new or 0),
-                length_penalty=float(pick("length_penalty", length_penalty)), early_stopping=early,
-                no_repeat_ngram_size=ngram, eos=eos, pad=-1 if pad is None else int(pad), start=int(start))
+    return replace(o, num_beams=num_beams, max_new_tokens=max_len - 1, max_length=max_len, min_length=min_len,
+                   min_new_tokens=int(min_new or 0), length_penalty=float(pick("length_penalty")),
+                   early_stopping=early, no_repeat_ngram_size=int(pick("no_repeat_ngram_size")), eos_token_id=eos,
+                   pad_token_id=-1 if pad is None else int(pad), decoder_start_token_id=int(start))
 
 
-def generate(model, pixel_values=None, num_beams=None, max_new_tokens=None, max_length=None, length_penalty=None,
-             early_stopping=None, no_repeat_ngram_size=None, eos_token_id=None, output_attentions=False, *,
-             min_length=None, min_new_tokens=None, pad_token_id=None, encoder_hidden_states=None) -> GenerationOutput:
+def generate(model, pixel_values=None, options: GenerationOptions = GenerationOptions(), *,
+             encoder_hidden_states=None) -> GenerationOutput:
     """Encode images and decode text like HF `model.generate(pixel_values, ...)`.
 
     pixel_values: (B, C, H, W) float32 from `preprocess`; or pass `encoder_hidden_states` (B, S, D_enc).
-    Arguments left as None take the checkpoint's generation_config.json value, then HF's default.
+    options: a GenerationOptions; fields left None take the checkpoint's generation_config.json value,
+    then HF's default.
     """
     cfg, params = model.config, model.params
-    p = resolve_generation_params(cfg, num_beams, max_new_tokens, max_length, min_length, min_new_tokens,
-                                  length_penalty, early_stopping, no_repeat_ngram_size, eos_token_id, pad_token_id)
+    o = resolve_generation(options, cfg)
     dec = cfg.decoder
-    if dec.use_learned_position_embeddings and p["max_length"] > dec.max_position_embeddings + 1:
+    if dec.use_learned_position_embeddings and o.max_length > dec.max_position_embeddings + 1:
         # the learned table covers positions 0 .. max_position_embeddings - 1, and the last token is never
         # fed back, so max_position_embeddings new tokens fit (one more is an index error in HF)
-        raise GenerationError(f"max_length {p['max_length']} exceeds the decoder's max_position_embeddings "
+        raise GenerationError(f"max_length {o.max_length} exceeds the decoder's max_position_embeddings "
                               f"{dec.max_position_embeddings} + 1")
     if encoder_hidden_states is None:
         if pixel_values is None:
             raise GenerationError("generate needs pixel_values or encoder_hidden_states")
         encoder_hidden_states = encoder_forward(params, cfg, np.asarray(pixel_values, dtype=np.float32))
-    if p["num_beams"] == 1:
-        return greedy_search(params, cfg, encoder_hidden_states, p, output_attentions)
-    return beam_search(params, cfg, encoder_hidden_states, p, output_attentions)
+    if o.num_beams == 1:
+        return greedy_search(params, cfg, encoder_hidden_states, o)
+    return beam_search(params, cfg, encoder_hidden_states, o)
 
 
 def _step(params, cfg, tokens, cache, output_attentions):
@@ -213,27 +275,30 @@ def _step(params, cfg, tokens, cache, output_attentions):
     return np.array(logits[:, -1], dtype=np.float32), att
 
 
-def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
-    """HF `_sample` with do_sample=False: argmax of the processed logits; finished rows are fed pad."""
+def greedy_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
+    """HF `_sample` with do_sample=False: argmax of the processed logits; finished rows are fed pad.
+
+    encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
     B = encoder_hidden_states.shape[0]
-    cache = init_cache(params, cfg, encoder_hidden_states, p["max_length"])
-    ids = np.full((B, 1), p["start"], dtype=np.int64)
+    output_attentions = o.output_attentions
+    cache = init_cache(params, cfg, encoder_hidden_states, o.max_length)
+    ids = np.full((B, 1), o.decoder_start_token_id, dtype=np.int64)
     logprobs = np.zeros((B, 0), dtype=np.float32)
     unfinished = np.ones(B, dtype=bool)
     atts = []
-    eos = np.array(p["eos"], dtype=np.int64)
+    eos = np.array(o.eos_token_id, dtype=np.int64)
     while True:
         logits, att = _step(params, cfg, ids[:, -1], cache, output_attentions)
-        scores = _process(ids, logits, p)
+        scores = _process(ids, logits, o)
         nxt = np.argmax(scores, axis=-1)
         lp = np.take_along_axis(log_softmax(scores), nxt[:, None], axis=1)
         if len(eos):
-            nxt = np.where(unfinished, nxt, p["pad"])
+            nxt = np.where(unfinished, nxt, o.pad_token_id)
         ids = np.concatenate([ids, nxt[:, None]], axis=1)
         logprobs = np.concatenate([logprobs, lp], axis=1)
         if att is not None:
             atts.append(att)
-        unfinished &= ~(np.isin(nxt, eos) | (ids.shape[1] >= p["max_length"]))
+        unfinished &= ~(np.isin(nxt, eos) | (ids.shape[1] >= o.max_length))
         if not unfinished.any():
             break
 
@@ -242,7 +307,7 @@ def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions
         row = ids[b].tolist()
         n = len(row)
         for t in range(1, len(row)):  # cut after the first EOS: what follows is padding
-            if row[t] in p["eos"]:
+            if row[t] in o.eos_token_id:
                 n = t + 1
                 break
         seqs.append(row[:n])
@@ -252,11 +317,13 @@ def greedy_search(params, cfg, encoder_hidden_states, p: dict, output_attentions
     return GenerationOutput(seqs, lps, [float(np.sum(np.float32(l), dtype=np.float32)) for l in lps], atts_out)
 
 
-def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=False) -> GenerationOutput:
-    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step."""
-    B, nb, L = encoder_hidden_states.shape[0], p["num_beams"], p["max_length"]
-    lp_pow, early = p["length_penalty"], p["early_stopping"]
-    eos = np.array(p["eos"], dtype=np.int64)
+def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
+    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step.
+
+    encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
+    B, nb, L = encoder_hidden_states.shape[0], o.num_beams, o.max_length
+    lp_pow, early, output_attentions = o.length_penalty, o.early_stopping, o.output_attentions
+    eos = np.array(o.eos_token_id, dtype=np.int64)
     K = max(2, 1 + len(eos)) * nb                       # candidates kept per step
     top_nb = np.arange(K) < nb                          # only these may finish at this step
 
@@ -264,9 +331,10 @@ def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=F
     # like HF's expanded batch)
     cache = init_cache(params, cfg, encoder_hidden_states, L)
     reorder_cache(cache, np.repeat(np.arange(B), nb))
-    fill = p["pad"] if p["pad"] else (p["eos"][0] if p["eos"] else -1)  # HF: `pad or eos[0]` (0 is falsy)
+    pad = o.pad_token_id if o.pad_token_id != -1 else None
+    fill = pad if pad else (o.eos_token_id[0] if o.eos_token_id else -1)  # HF: `pad or eos[0]` (0 is falsy)
     run_seq = np.full((B, nb, L), fill, dtype=np.int64)
-    run_seq[:, :, 0] = p["start"]
+    run_seq[:, :, 0] = o.decoder_start_token_id
     run_scores = np.zeros((B, nb), dtype=np.float32)
     run_scores[:, 1:] = NEG                             # only beam 0 is live at the first step
     run_bidx = np.full((B, nb, L - 1), -1, dtype=np.int64)
@@ -280,7 +348,7 @@ def beam_search(params, cfg, encoder_hidden_states, p: dict, output_attentions=F
     while True:
         flat_ids = run_seq[:, :, :cur].reshape(B * nb, cur)
         logits, att = _step(params, cfg, flat_ids[:, -1], cache, output_attentions)
-        logp = _process(flat_ids, log_softmax(logits), p)            # (B*nb, V)
+        logp = _process(flat_ids, log_softmax(logits), o)            # (B*nb, V)
         V = logp.shape[1]
         logp = logp.reshape(B, nb, V)
         acc = (logp + run_scores[:, :, None]).reshape(B, nb * V)

@@ -12,9 +12,9 @@ than the first versions.
 Threading: big matmuls stay in BLAS (OpenBLAS runs its own threads). The Numba kernels are
 *serial* on purpose: on 2 cores a parallel Numba loop right after an OpenBLAS GEMM fights
 OpenBLAS's still-spinning threads; measured here, GEMM + parallel GELU took 13.0-13.6 ms
-against 11.3-11.6 ms with the serial GELU (also ../shared/reference/performance.md, B2).
+against 11.3-11.6 ms with the serial GELU (docs/architecture.md, "One owner of the cores").
 They are `nogil`, so the encoder runs them on slices in its own worker threads, each with
-single-threaded BLAS (trocr_np.threads, encoder.encoder_layer_fast). Decode steps of several rows
+single-threaded BLAS (ocr_base.threads, encoder.encoder_layer_fast). Decode steps of several rows
 (a batch, or beams) split their big weight matrices and their cross-attention heads over the same
 workers (`matmul_wt`, `attend_one`); one row stays in OpenBLAS's own threads, which are faster
 for a single GEMV than any hand-off of ours.
@@ -31,7 +31,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from .threads import n_workers, run_parallel, split
+from ocr_base.threads import n_workers, run_parallel, split
 
 _SQRT1_2 = 0.7071067811865476
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import load_safetensors
+from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors
+
 from .config import TrOCRConfig, expected_param_shapes, load_config
 
 
-class WeightsError(ValueError):
-    """The weights do not fit the config (missing, unexpected or wrongly shaped tensor)."""
+# The weights do not fit the config (missing, unexpected or wrongly shaped tensor): raised by the one
+# tensor-set check, ocr_base.checkpoint.check_tensors. The old name stays for callers that catch it.
+WeightsError = CheckpointError
 
 
 @dataclass
@@ -38,26 +40,12 @@ _IGNORED_PREFIXES = ("encoder.pooler.",)
 def check_params(params: dict, cfg: TrOCRConfig, where: str = "weights") -> dict[str, np.ndarray]:
     """Validate names and shapes against the config; returns the params the model uses
     (float32, pooler and a redundant tied output projection dropped)."""
-    expected = expected_param_shapes(cfg)
-    out = {}
-    for name, arr in params.items():
-        if name.startswith(_IGNORED_PREFIXES):
-            continue
-        if name == "decoder.output_projection.weight" and cfg.decoder.tie_word_embeddings:
-            continue  # tied: the model uses embed_tokens (old .bin files store the shared copy too)
-        if name not in expected:
-            raise WeightsError(f"{where}: unexpected tensor '{name}' {tuple(arr.shape)} for this config.json")
-        if tuple(arr.shape) != expected[name]:
-            raise WeightsError(f"{where}: tensor '{name}' has shape {tuple(arr.shape)}, "
-                               f"config.json implies {expected[name]}")
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise WeightsError(f"{where}: tensor '{name}' has dtype {arr.dtype}, expected floating point")
-        out[name] = arr if arr.dtype == np.float32 else arr.astype(np.float32)
-    missing = [n for n in expected if n not in out]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise WeightsError(f"{where}: missing tensor '{missing[0]}' {expected[missing[0]]}{more}")
-    return out
+    used = {name: arr for name, arr in params.items()
+            if not name.startswith(_IGNORED_PREFIXES)
+            # tied: the model uses embed_tokens (old .bin files store the shared copy too)
+            and not (name == "decoder.output_projection.weight" and cfg.decoder.tie_word_embeddings)}
+    check_tensors(used, expected_param_shapes(cfg), where)
+    return {name: arr if arr.dtype == np.float32 else arr.astype(np.float32) for name, arr in used.items()}
 
 
 def load_model(model_dir, tokenizer: bool = True) -> TrOCRModel:

@@ -2,7 +2,7 @@
 
 The HF equivalent, per batch:
     pixel_values = processor(images=images, return_tensors="pt").pixel_values
-    ids = model.generate(pixel_values, **generate_kwargs)
+    ids = model.generate(pixel_values, **generation_options)
     texts = processor.batch_decode(ids, skip_special_tokens=True)
 """
 from __future__ import annotations
@@ -11,7 +11,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from .generate import generate
+from ocr_base.image_io import load_image
+
+from .generate import GenerationOptions, generate
 from .preprocess import preprocess
 from .tokenizer import decode
 
@@ -41,30 +43,34 @@ def _as_model(model):
 
 def _as_image(im):
     if isinstance(im, (str, os.PathLike, bytes)):
-        from .image_io import load_image
         return load_image(im)
     return im
 
 
-def recognize(model, images, batch_size: int = 8, **generate_kwargs) -> list[Recognition]:
+# Line images encoded and decoded together: enough rows for the few-row decode kernel to pay, few
+# enough that one long line does not keep many finished ones waiting.
+BATCH_SIZE = 8
+
+
+def recognize(model, images, options: GenerationOptions = GenerationOptions(),
+              batch_size: int = BATCH_SIZE) -> list[Recognition]:
     """Recognise single text-line images.
 
-    model:  a TrOCRModel (from `load_model`) or a model folder path.
-    images: a list of PIL images (any mode), uint8 arrays (H, W[, C]) or image file paths; one image alone works too.
-    generate_kwargs: passed to `trocr_np.generate` (num_beams, max_new_tokens, max_length, ...).
+    model:   a TrOCRModel (from `load_model`) or a model folder path.
+    images:  a list of PIL images (any mode), uint8 arrays (H, W[, C]) or image file paths; one image alone works too.
+    options: a GenerationOptions for `trocr_np.generate` (num_beams, max_new_tokens, ...), passed on whole.
     Returns one Recognition per image, in order. Without a tokenizer in the model folder, text is "".
     """
     model = _as_model(model)
     if not isinstance(images, (list, tuple)):
         images = [images]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    generate_kwargs.pop("output_attentions", None)  # attention maps: call generate directly
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     out = []
     for i in range(0, len(images), batch_size):
         chunk = [_as_image(im) for im in images[i:i + batch_size]]
         pixel_values = preprocess(chunk, model.config)
-        g = generate(model, pixel_values, **generate_kwargs)
+        g = generate(model, pixel_values, options)
         for seq, lps in zip(g.sequences, g.token_logprobs):
             ids = seq[1:]
             text = decode(model.tokenizer, ids) if model.tokenizer is not None else ""

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from trocr_np.crop import crop_quad, perspective_transform, quad_size, warp_perspective
-from trocr_np.layout import dominant_angle, reading_order
+from detector_np.layout import dominant_angle, reading_order
 
 # OpenCV's warpPerspective (4.x) interpolates with 5-bit fixed-point weights, so a
 # bilinear sample can differ from exact float math by up to 255 * 2/64 ~ 8 levels on

@@ -2,7 +2,7 @@
 
 On a few cores, one multi-threaded GEMM followed by a serial Numba kernel leaves the kernel on one
 core, and a *parallel* Numba kernel right after a GEMM fights OpenBLAS's still-spinning threads
-(../shared/reference/performance.md, B2). Instead our own worker threads each take whole slices of
+(docs/architecture.md, "One owner of the cores"). Instead our own worker threads each take whole slices of
 the work (GEMM with one BLAS thread, then the nogil Numba kernels on that slice), with no
 synchronisation until the slices are done.
 

@@ -1,32 +1,16 @@
-"""Checkpoint files without torch: safetensors (memory-mapped) and PyTorch pickles.
+"""`torch.save` files read without torch, through a restricted unpickler.
 
-Three readers, one writer:
+Both container formats:
+  zip (torch >= 1.6): `<prefix>/data.pkl` + `<prefix>/data/<key>` (one raw storage per entry)
+    + `<prefix>/byteorder`;
+  legacy (`_use_new_zipfile_serialization=False`, old .pth): pickles of the magic number, the protocol
+    version and a sys_info dict, then the object pickle, then a pickled list of storage keys, then
+    each storage as an 8-byte element count followed by its raw bytes, in key order.
+Pickles are read by an unpickler that only admits tensor rebuilds and plain containers, so a hostile
+file cannot run code (pickle's `find_class` is the only door to Python callables; we keep it locked).
 
-  load_safetensors(path)  the safetensors format: an 8-byte little-endian header
-                          length, a JSON header {name: {dtype, shape, data_offsets}},
-                          then the raw little-endian bytes. We parse the header
-                          ourselves so every tensor can be a read-only view into one
-                          `np.memmap` of the file (a 1.3 GB checkpoint costs no RAM
-                          until a page is touched), and so a bad file gets an error
-                          naming the file and the tensor.
-  load_torch(path)        `torch.save` files, both formats:
-                          zip (torch >= 1.6): `<prefix>/data.pkl` + `<prefix>/data/<key>`
-                            (one raw storage per entry) + `<prefix>/byteorder`;
-                          legacy (`_use_new_zipfile_serialization=False`, old .pth):
-                            pickles of the magic number, the protocol version and a
-                            sys_info dict, then the object pickle, then a pickled
-                            list of storage keys, then each storage as an 8-byte
-                            element count followed by its raw bytes, in key order.
-                          Pickles are read by a restricted unpickler that only
-                          admits tensor rebuilds and plain containers, so a hostile
-                          file cannot run code (pickle's `find_class` is the only
-                          door to Python callables; we keep it locked).
-  save_safetensors(...)   via `safetensors.numpy.save_file`, written atomically.
-
-References: safetensors format spec (huggingface/safetensors README),
-torch/serialization.py (`_save`, `_legacy_save`, `_load`, `_legacy_load`),
-torch/_utils.py (`_rebuild_tensor_v2`), torch/_weights_only_unpickler.py (the
-same idea inside torch).
+References: torch/serialization.py (`_save`, `_legacy_save`, `_load`, `_legacy_load`),
+torch/_utils.py (`_rebuild_tensor_v2`), torch/_weights_only_unpickler.py (the same idea inside torch).
 
 This module must never import torch: it is what lets us convert without it.
 """
@@ -35,217 +19,17 @@ from __future__ import annotations
 import builtins
 import collections
 import io
-import json
-import os
 import pickle
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .safetensors_io import bf16_to_f32
+from .tensors import CheckpointError, UnsafeCheckpointError, in_folder, load_sharded
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing pieces, truncated, malformed or unsafe.
-
-    The message always names the file, and the tensor when one is involved.
-    """
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A pickle asked for a Python global we do not admit (it may be malicious)."""
-
-
-# ----------------------------------------------------------------------------
-# safetensors
-
-# safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype:
-# we read it as raw uint16 and upcast to float32 (see _bf16_to_f32).
-_ST_DTYPES = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
-    "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-}
-
-
-def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
-    """bfloat16 bits (uint16) -> float32. Exact: bf16 is the top half of an f32."""
-    return (raw.astype(np.uint32) << 16).view(np.float32)
-
-
-def _in_folder(path, name: str) -> Path:
-    """`path` itself, or for a folder its `name` file, else its sharded `name`.index.json."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for candidate in (name, name + ".index.json"):
-        if (path / candidate).is_file():
-            return path / candidate
-    raise FileNotFoundError(f"{path}: no {name} or {name}.index.json in this folder")
-
-
-def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
-    """Read a safetensors checkpoint into {name: array}.
-
-    `path` is a `.safetensors` file, a sharded `*.safetensors.index.json`, or a
-    directory holding `model.safetensors` or `model.safetensors.index.json`.
-
-    With mmap=True (default) each array is a read-only view into a memory map of
-    the file; with mmap=False each is an independent, writable in-memory copy.
-    BF16 tensors are upcast to float32 (numpy has no bfloat16), which means a
-    copy in memory either way. Arrays that the file stores misaligned for their
-    dtype are copied too, so Numba kernels can take any returned array.
-
-    Raises FileNotFoundError if nothing is there, and CheckpointError (a
-    ValueError) naming the file and tensor for a malformed or truncated file.
-    """
-    path = _in_folder(path, "model.safetensors")
-    if path.name.endswith(".index.json"):
-        return _load_sharded(path, lambda p: _load_safetensors_file(p, mmap))
-    return _load_safetensors_file(path, mmap)
-
-
-def safetensors_metadata(path) -> dict[str, str]:
-    """The `__metadata__` string table of a safetensors file ({} if it has none)."""
-    header, _ = _read_safetensors_header(Path(path))
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: __metadata__ is not a JSON object")
-    return meta
-
-
-def _read_safetensors_header(path: Path) -> tuple[dict, int]:
-    """-> (header dict, byte offset where the data section starts)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
-        (n,) = struct.unpack("<Q", head)
-        if 8 + n > size:
-            raise CheckpointError(f"{path}: safetensors header claims {n} bytes but the file has only {size - 8} after "
-                                  "the length field (truncated, or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    return header, 8 + n
-
-
-def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
-    header, data_start = _read_safetensors_header(path)
-    data_len = path.stat().st_size - data_start
-
-    # Validate every entry before touching data: dtype, shape, byte range.
-    entries = []  # (begin, end, name, dtype_name, shape)
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-            raise CheckpointError(f"{path}: tensor {name!r}: header entry must have dtype, shape and data_offsets")
-        dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
-        if dt not in _ST_DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r}: unsupported dtype {dt!r} "
-                                  f"(supported: {', '.join(_ST_DTYPES)})")
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise CheckpointError(f"{path}: tensor {name!r}: bad shape {shape!r}")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
-                and 0 <= offs[0] <= offs[1]):
-            raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {offs!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dt].itemsize
-        if offs[1] - offs[0] != nbytes:
-            raise CheckpointError(f"{path}: tensor {name!r}: shape {tuple(shape)} of {dt} needs {nbytes} bytes "
-                                  f"but data_offsets {offs} span {offs[1] - offs[0]}")
-        entries.append((offs[0], offs[1], name, dt, tuple(shape)))
-
-    # Ranges may be listed in any order, but must not overlap or run off the end.
-    prev_end, prev_name = 0, None
-    for begin, end, name, _, _ in sorted(entries):
-        if begin < prev_end:
-            raise CheckpointError(f"{path}: tensor {name!r} (bytes {begin}..{end}) overlaps tensor {prev_name!r} "
-                                  f"(ends at {prev_end})")
-        if end > data_len:
-            raise CheckpointError(f"{path}: file is truncated: tensor {name!r} needs data bytes {begin}..{end} "
-                                  f"but the file holds only {data_len} bytes of data")
-        prev_end, prev_name = max(prev_end, end), name
-
-    buf = np.memmap(path, dtype=np.uint8, mode="r") if entries else None
-    out = {}
-    for begin, end, name, dt, shape in entries:
-        raw = np.asarray(buf[data_start + begin: data_start + end])  # plain ndarray view, memmap as its base
-        arr = raw.view(_ST_DTYPES[dt]).reshape(shape)
-        if dt == "BF16":
-            arr = _bf16_to_f32(arr)
-        elif not mmap or not arr.flags.aligned:
-            arr = np.array(arr)
-        if mmap:
-            arr.flags.writeable = False
-        out[name] = arr
-    return out
-
-
-def save_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, str] | None = None) -> None:
-    """Write {name: array} to a safetensors file (C-contiguous copies where needed).
-
-    The file is written next to its destination and then renamed over it, so a
-    reader that has the old file memory-mapped keeps a consistent view.
-    """
-    from safetensors.numpy import save_file
-
-    path = Path(path)
-    arrays = {}
-    for name, a in tensors.items():
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"save_safetensors: tensor {name!r} is a {type(a).__name__}, expected a numpy array")
-        arrays[name] = np.ascontiguousarray(a)
-    if metadata is not None:
-        bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
-        if bad:
-            raise TypeError(f"save_safetensors: metadata must map str to str; bad entries: {bad}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(arrays, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load_sharded(index_path: Path, load_one) -> dict:
-    """Read a HF `*.index.json` ({"weight_map": {tensor: shard file}}) and merge its shards."""
-    try:
-        weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index_path}: not a valid shard index ({type(e).__name__}: {e})") from None
-    if not isinstance(weight_map, dict):
-        raise CheckpointError(f"{index_path}: weight_map is not a JSON object")
-    out: dict = {}
-    where: dict[str, str] = {}
-    for shard in sorted(set(weight_map.values())):
-        shard_path = index_path.parent / shard
-        if not shard_path.is_file():
-            first = next(k for k, v in weight_map.items() if v == shard)
-            raise FileNotFoundError(f"{shard_path}: shard listed in {index_path} (for tensor {first!r}) is missing")
-        for name, arr in load_one(shard_path).items():
-            if name in out:
-                raise CheckpointError(f"{shard_path}: tensor {name!r} is also in shard {where[name]}")
-            out[name], where[name] = arr, shard
-    for name, shard in weight_map.items():
-        if where.get(name) != shard:
-            raise CheckpointError(f"{index_path}: tensor {name!r} is listed in shard {shard} but is not in it")
-    return out
-
-
-# ----------------------------------------------------------------------------
 # PyTorch pickles: restricted unpickling
 
 # torch storage class name -> numpy dtype of one element. BFloat16 is read as
@@ -430,9 +214,9 @@ def load_torch(path) -> dict:
     run. Truncated or corrupt files raise CheckpointError naming the file (and
     the tensor whose bytes are missing).
     """
-    path = _in_folder(path, "pytorch_model.bin")
+    path = in_folder(path, "pytorch_model.bin")
     if path.name.endswith(".index.json"):
-        return _load_sharded(path, _load_torch_file)
+        return load_sharded(path, _load_torch_file)
     return _load_torch_file(path)
 
 
@@ -630,5 +414,6 @@ def _materialize(t: _LazyTensor, path: Path, name: str) -> np.ndarray:
                                                strides=[s * dtype.itemsize for s in stride], writeable=False)
         arr = np.array(view, dtype=dtype.newbyteorder("="), order="C")  # copy: contiguous, native order
     if st.bf16:
-        arr = _bf16_to_f32(arr)
+        arr = bf16_to_f32(arr)
     return arr
+

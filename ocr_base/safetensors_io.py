@@ -1,0 +1,161 @@
+"""safetensors without the `safetensors` package on the read side: memory-mapped, validated.
+
+The format: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
+then the raw little-endian bytes. We parse the header ourselves so every tensor can be a read-only view
+into one `np.memmap` of the file (a 1.3 GB checkpoint costs no RAM until a page is touched), and so a
+bad file gets an error naming the file and the tensor. Writing goes through `safetensors.numpy.save_file`
+and `ocr_base.files.atomic_write`.
+
+References: the safetensors format spec (huggingface/safetensors README).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write
+from .tensors import CheckpointError, in_folder, load_sharded
+
+
+# safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype:
+# we read it as raw uint16 and upcast to float32 (see bf16_to_f32).
+_ST_DTYPES = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+
+
+def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32. Exact: bf16 is the top half of an f32."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
+    """Read a safetensors checkpoint into {name: array}.
+
+    `path` is a `.safetensors` file, a sharded `*.safetensors.index.json`, or a
+    directory holding `model.safetensors` or `model.safetensors.index.json`.
+
+    With mmap=True (default) each array is a read-only view into a memory map of
+    the file; with mmap=False each is an independent, writable in-memory copy.
+    BF16 tensors are upcast to float32 (numpy has no bfloat16), which means a
+    copy in memory either way. Arrays that the file stores misaligned for their
+    dtype are copied too, so Numba kernels can take any returned array.
+
+    Raises FileNotFoundError if nothing is there, and CheckpointError (a
+    ValueError) naming the file and tensor for a malformed or truncated file.
+    """
+    path = in_folder(path, "model.safetensors")
+    if path.name.endswith(".index.json"):
+        return load_sharded(path, lambda p: _load_safetensors_file(p, mmap))
+    return _load_safetensors_file(path, mmap)
+
+
+def safetensors_metadata(path) -> dict[str, str]:
+    """The `__metadata__` string table of a safetensors file ({} if it has none)."""
+    header, _ = _read_safetensors_header(Path(path))
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: __metadata__ is not a JSON object")
+    return meta
+
+
+def _read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """-> (header dict, byte offset where the data section starts)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (n,) = struct.unpack("<Q", head)
+        if 8 + n > size:
+            raise CheckpointError(f"{path}: safetensors header claims {n} bytes but the file has only {size - 8} after "
+                                  "the length field (truncated, or not a safetensors file)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    return header, 8 + n
+
+
+def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
+    header, data_start = _read_safetensors_header(path)
+    data_len = path.stat().st_size - data_start
+
+    # Validate every entry before touching data: dtype, shape, byte range.
+    entries = []  # (begin, end, name, dtype_name, shape)
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+            raise CheckpointError(f"{path}: tensor {name!r}: header entry must have dtype, shape and data_offsets")
+        dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+        if dt not in _ST_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r}: unsupported dtype {dt!r} "
+                                  f"(supported: {', '.join(_ST_DTYPES)})")
+        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+            raise CheckpointError(f"{path}: tensor {name!r}: bad shape {shape!r}")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
+                and 0 <= offs[0] <= offs[1]):
+            raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {offs!r}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dt].itemsize
+        if offs[1] - offs[0] != nbytes:
+            raise CheckpointError(f"{path}: tensor {name!r}: shape {tuple(shape)} of {dt} needs {nbytes} bytes "
+                                  f"but data_offsets {offs} span {offs[1] - offs[0]}")
+        entries.append((offs[0], offs[1], name, dt, tuple(shape)))
+
+    # Ranges may be listed in any order, but must not overlap or run off the end.
+    prev_end, prev_name = 0, None
+    for begin, end, name, _, _ in sorted(entries):
+        if begin < prev_end:
+            raise CheckpointError(f"{path}: tensor {name!r} (bytes {begin}..{end}) overlaps tensor {prev_name!r} "
+                                  f"(ends at {prev_end})")
+        if end > data_len:
+            raise CheckpointError(f"{path}: file is truncated: tensor {name!r} needs data bytes {begin}..{end} "
+                                  f"but the file holds only {data_len} bytes of data")
+        prev_end, prev_name = max(prev_end, end), name
+
+    buf = np.memmap(path, dtype=np.uint8, mode="r") if entries else None
+    out = {}
+    for begin, end, name, dt, shape in entries:
+        raw = np.asarray(buf[data_start + begin: data_start + end])  # plain ndarray view, memmap as its base
+        arr = raw.view(_ST_DTYPES[dt]).reshape(shape)
+        if dt == "BF16":
+            arr = bf16_to_f32(arr)
+        elif not mmap or not arr.flags.aligned:
+            arr = np.array(arr)
+        if mmap:
+            arr.flags.writeable = False
+        out[name] = arr
+    return out
+
+
+def save_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, str] | None = None) -> None:
+    """Write {name: array} to a safetensors file (C-contiguous copies where needed).
+
+    The file is written next to its destination and then renamed over it, so a
+    reader that has the old file memory-mapped keeps a consistent view.
+    """
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    arrays = {}
+    for name, a in tensors.items():
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"save_safetensors: tensor {name!r} is a {type(a).__name__}, expected a numpy array")
+        arrays[name] = np.ascontiguousarray(a)
+    if metadata is not None:
+        bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
+        if bad:
+            raise TypeError(f"save_safetensors: metadata must map str to str; bad entries: {bad}")
+    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=metadata))
