@@ -103,7 +103,8 @@ def text_angle(box) -> float:
     """
     b = np.asarray(box, np.float64).reshape(4, 2)
     dx, dy = b[2] - b[3]
-    return float(np.degrees(np.arctan2(-dy, dx))) + 0.0
+    a = float(np.degrees(np.arctan2(-dy, dx))) + 0.0
+    return a + 360.0 if a <= -180.0 else a     # arctan2(-0.0, -1) is -180: upside down is 180
 
 
 def confidence(c) -> float | None:
@@ -157,9 +158,9 @@ def indent(root: ET.Element, keep=lambda e: False) -> None:
             c.tail = t
 
 
-def tostring(root: ET.Element, doctype: str = "") -> str:
+def tostring(root: ET.Element, doctype: str = "", short_empty_elements: bool = True) -> str:
     """The document with an XML declaration (and doctype), UTF-8, newline-terminated."""
-    body = ET.tostring(root, encoding="unicode")
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=short_empty_elements)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + (doctype + "\n" if doctype else "") + body + "\n"
 
 

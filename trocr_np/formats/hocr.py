@@ -4,11 +4,11 @@
     read_hocr(xml) -> list[PageResult]  the pages back (well-formed XHTML hOCR)
 
 Geometry in the `title` properties. `bbox` is the integer box around the
-clamped outline. A line whose outline is not that box (a rotated quad, a
-14-point polygon) also gets `poly` (ocrp_poly). The baseline is the quad's
-bottom edge (BL -> BR) as `baseline slope offset`: image axes, y down, origin
-at the bbox's bottom-left corner, offset rounded to a pixel as the spec's
-grammar asks. Lines tilted by more than ROTATED_DEG get `textangle` (degrees,
+clamped outline (an upright rectangle is written as that alone). Any other
+outline (a rotated quad, a 14-point polygon) also gets `poly` (ocrp_poly),
+rounded to pixels. The baseline is the quad's bottom edge (BL -> BR) as
+`baseline slope offset`: image axes, y down, origin at the bbox's bottom-left
+corner, offset rounded to a pixel as the spec's grammar asks. Lines tilted by more than ROTATED_DEG get `textangle` (degrees,
 counter-clockwise) instead and no baseline, as Tesseract writes rotated lines:
 a steep slope says nothing useful and OCRmyPDF would apply both. Skewed lines
 (|angle| <= ROTATED_DEG) carry their skew in the baseline slope alone.
@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from ._common import (baseline, confidence, int_bbox, int_points, num, page_numbers, parse_xml, rect,
+from ._common import (baseline, clamp, confidence, int_bbox, int_points, num, page_numbers, parse_xml, rect,
                       software_version, text_angle, tostring, words_of, xml_text, indent, SOFTWARE)
 
 XHTML = "http://www.w3.org/1999/xhtml"
@@ -59,7 +59,9 @@ def hocr_document(pages, title: str | None = None) -> str:
     for k, (page, number) in enumerate(zip(pages, page_numbers(pages)), 1):
         _page(body, page, k, number)
     indent(html, keep=lambda e: e.get("class") == "ocr_line")
-    return tostring(html, DOCTYPE)
+    # An HTML parser reads <span/> as an opening tag and would nest the next lines in an empty line:
+    # only void elements (meta) may be self-closing.
+    return re.sub(r"(<meta [^>]*)></meta>", r"\1 />", tostring(html, DOCTYPE, short_empty_elements=False))
 
 
 def _page(body, page, k, number):
@@ -91,9 +93,9 @@ def _page(body, page, k, number):
 def _shape(points, w, h) -> list[str]:
     x0, y0, x1, y1 = int_bbox(points, w, h)
     out = [f"bbox {x0} {y0} {x1} {y1}"]
-    p = int_points(points, w, h)
-    if not np.array_equal(p, rect(x0, y0, x1, y1)):
-        out.append("poly " + " ".join(f"{x} {y}" for x, y in p))
+    c = clamp(points, w, h)
+    if not np.array_equal(c, rect(*c.min(0), *c.max(0))):   # not an upright rectangle, TL TR BR BL
+        out.append("poly " + " ".join(f"{x} {y}" for x, y in int_points(points, w, h)))
     return out
 
 
