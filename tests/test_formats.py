@@ -420,6 +420,19 @@ def test_page_xml_one_document_per_page(page_schema):
         assert_same_lines(got.lines, p.lines, pixel_pts)
 
 
+def test_word_boxes_given_as_x0_y0_x1_y1(page_schema, alto_schema):
+    box = [[10, 10], [110, 10], [110, 40], [10, 40]]
+    ln = line("two words", box, 0.5, words=[dict(text="two", box=[10, 10, 50, 40], confidence=0.4, method="craft"),
+                                            dict(text="words", box=[60, 10, 110, 40], confidence=0.6, method="craft")])
+    page = sample_page(lines=[ln])
+    assert_valid(page_schema, page.to_page_xml())
+    assert_valid(alto_schema, page.to_alto())
+    corners = [[[10, 10], [50, 10], [50, 40], [10, 40]], [[60, 10], [110, 10], [110, 40], [60, 40]]]
+    for got in (formats.read_page_xml(page.to_page_xml()), formats.read_alto(page.to_alto())[0],
+                formats.read_hocr(page.to_hocr())[0]):
+        assert [w["box"] for w in got.lines[0].words] == corners
+
+
 # ---------------------------------------------------------------- readers refuse what is not theirs
 def test_readers_name_the_file_on_bad_input():
     with pytest.raises(ValueError, match="scan.xml: not well-formed"):

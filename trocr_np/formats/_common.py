@@ -115,9 +115,18 @@ def confidence(c) -> float | None:
 
 
 def words_of(line) -> list[dict] | None:
-    """The line's word boxes, if known: Line.words, a list of {text, box, confidence, method} (or None)."""
+    """The line's word boxes, if known: Line.words, a list of {text, box, confidence, method} (or None).
+
+    A word's box is 4 corners TL TR BR BL like Line.box; an upright [x0, y0, x1, y1] is taken too.
+    """
     words = getattr(line, "words", None)
-    return list(words) if words else None
+    if not words:
+        return None
+    out = []
+    for w in words:
+        box = np.asarray(w["box"], np.float64)
+        out.append({**w, "box": rect(*box.tolist()) if box.shape == (4,) else box.reshape(-1, 2).tolist()})
+    return out
 
 
 def estimated_words(line) -> list[dict]:
@@ -179,3 +188,16 @@ def page_numbers(pages) -> list[int]:
     if len({p.source for p in pages}) <= 1 and len(set(own)) == len(own):
         return own
     return list(range(1, len(pages) + 1))
+
+
+def local(tag) -> str:
+    """An element's tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def quad_or_bounds(poly) -> list:
+    """A Line.box for a read-back outline: the outline itself if a quad, else its upright bounds."""
+    if len(poly) == 4:
+        return poly
+    p = np.asarray(poly, np.float64)
+    return rect(*p.min(0).tolist(), *p.max(0).tolist())

@@ -31,9 +31,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ._common import (baseline, clamp, confidence, estimated_words, indent, now_iso, num, page_numbers,
-                      parse_points, parse_xml, points_attr, rect, software_version, tostring, words_of, xml_text,
-                      CONF_DECIMALS, SOFTWARE)
+from ._common import (CONF_DECIMALS, SOFTWARE, baseline, clamp, confidence, estimated_words, indent, local, now_iso,
+                      num, page_numbers, parse_points, parse_xml, points_attr, quad_or_bounds, rect,
+                      software_version, tostring, words_of, xml_text)
 
 NS = "http://www.loc.gov/standards/alto/ns-v4#"
 SCHEMA = "http://www.loc.gov/alto/v4/alto-4-4.xsd"
@@ -127,12 +127,8 @@ def _page(layout, page, k, number, words):
 
 
 # ---------------------------------------------------------------- reader
-def _local(tag) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _find(e, name):
-    return [c for c in e if _local(c.tag) == name]
+    return [c for c in e if local(c.tag) == name]
 
 
 def _shape(e):
@@ -149,14 +145,14 @@ def read_alto(xml, name: str = "<ALTO>") -> list:
     NaN; row: the line's index. Words not placed 'proportional' come back as `line.words`."""
     from ..pipeline import Line, PageResult
     root = parse_xml(xml, name)
-    if _local(root.tag) != "alto":
-        raise ValueError(f"{name}: root element is {_local(root.tag)!r}, not 'alto'")
-    files = [e.text or "" for e in root.iter() if _local(e.tag) == "fileName"]
-    rank = {ref: r for r, e in enumerate(e for e in root.iter() if _local(e.tag) == "ElementRef")
+    if local(root.tag) != "alto":
+        raise ValueError(f"{name}: root element is {local(root.tag)!r}, not 'alto'")
+    files = [e.text or "" for e in root.iter() if local(e.tag) == "fileName"]
+    rank = {ref: r for r, e in enumerate(e for e in root.iter() if local(e.tag) == "ElementRef")
             for ref in e.get("REF", "").split()}
     out = []
-    for pe in (e for e in root.iter() if _local(e.tag) == "Page"):
-        tls = [e for e in pe.iter() if _local(e.tag) == "TextLine"]
+    for pe in (e for e in root.iter() if local(e.tag) == "Page"):
+        tls = [e for e in pe.iter() if local(e.tag) == "TextLine"]
         tls.sort(key=lambda e: rank.get(e.get("ID"), len(rank)))  # stable: unreferenced lines keep their order
         lines = []
         for i, tl in enumerate(tls):
@@ -165,7 +161,7 @@ def read_alto(xml, name: str = "<ALTO>") -> list:
             measured = [s for s in strings if s.get("PROCESSINGREFS") != _method_id("proportional")]
             wcs = [float(s.get("WC", "nan")) for s in strings]
             conf = float(np.mean(wcs)) if wcs else float("nan")
-            box = poly if len(poly) == 4 else rect(*np.min(poly, 0), *np.max(poly, 0))
+            box = quad_or_bounds(poly)
             ln = Line(text=" ".join(s.get("CONTENT", "") for s in strings), polygon=poly, box=box,
                       score=float("nan"), confidence=round(conf, CONF_DECIMALS) if conf == conf else conf, row=i)
             if measured:

@@ -8,10 +8,11 @@ clamped outline (an upright rectangle is written as that alone). Any other
 outline (a rotated quad, a 14-point polygon) also gets `poly` (ocrp_poly),
 rounded to pixels. The baseline is the quad's bottom edge (BL -> BR) as
 `baseline slope offset`: image axes, y down, origin at the bbox's bottom-left
-corner, offset rounded to a pixel as the spec's grammar asks. Lines tilted by more than ROTATED_DEG get `textangle` (degrees,
-counter-clockwise) instead and no baseline, as Tesseract writes rotated lines:
-a steep slope says nothing useful and OCRmyPDF would apply both. Skewed lines
-(|angle| <= ROTATED_DEG) carry their skew in the baseline slope alone.
+corner, offset rounded to a pixel as the spec's grammar asks. Lines tilted
+by more than ROTATED_DEG get `textangle` (degrees, counter-clockwise) instead
+and no baseline, as Tesseract writes rotated lines: a steep slope says nothing
+useful, and OCRmyPDF would apply both. Skewed lines (|angle| <= ROTATED_DEG)
+carry their skew in the baseline slope alone.
 
 `x_wconf` is the recogniser's confidence in percent (0..100), absent where
 there is none. One ocr_carea/ocr_par per page holds all lines: the pipeline
@@ -30,8 +31,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from ._common import (baseline, clamp, confidence, int_bbox, int_points, num, page_numbers, parse_xml, rect,
-                      software_version, text_angle, tostring, words_of, xml_text, indent, SOFTWARE)
+from ._common import (SOFTWARE, baseline, clamp, confidence, indent, int_bbox, int_points, num, page_numbers,
+                      parse_xml, quad_or_bounds, rect, software_version, text_angle, tostring, words_of, xml_text)
 
 XHTML = "http://www.w3.org/1999/xhtml"
 DOCTYPE = ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
@@ -166,7 +167,7 @@ def read_hocr(xml, name: str = "<hOCR>") -> list:
             words = [dict(text="".join(we.itertext()), box=_outline(title_props(we.get("title")), name),
                           confidence=_conf(title_props(we.get("title")))) for we in wels]
             text = " ".join(wd["text"] for wd in words) if wels else "".join(le.itertext())
-            box = poly if len(poly) == 4 else rect(*np.min(poly, 0), *np.max(poly, 0))
+            box = quad_or_bounds(poly)
             ln = Line(text=text, polygon=poly, box=box, score=float("nan"), confidence=_conf(lp), row=i)
             if words:
                 ln.words = words

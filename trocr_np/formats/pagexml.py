@@ -24,8 +24,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ._common import (baseline, confidence, indent, int_points, now_iso, num, parse_points, parse_xml,
-                      points_attr, rect, software_version, tostring, words_of, xml_text, CONF_DECIMALS, SOFTWARE)
+from ._common import (CONF_DECIMALS, SOFTWARE, baseline, confidence, indent, int_points, local, now_iso, num,
+                      parse_points, parse_xml, points_attr, quad_or_bounds, rect, software_version, tostring,
+                      words_of, xml_text)
 
 NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 SCHEMA = NS + "/pagecontent.xsd"
@@ -87,18 +88,14 @@ def _text_equiv(parent, text, conf):
 
 
 # ---------------------------------------------------------------- reader
-def _local(tag) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _child(e, name):
-    return next((c for c in e if _local(c.tag) == name), None)
+    return next((c for c in e if local(c.tag) == name), None)
 
 
 def _points(e, name):
     c = _child(e, "Coords")
     if c is None:
-        raise ValueError(f"{name}: {_local(e.tag)} {e.get('id')!r} has no Coords")
+        raise ValueError(f"{name}: {local(e.tag)} {e.get('id')!r} has no Coords")
     return parse_points(c.get("points", ""))
 
 
@@ -116,19 +113,19 @@ def read_page_xml(xml, name: str = "<PAGE>"):
     Words come back as `line.words` (text, box, confidence, method)."""
     from ..pipeline import Line, PageResult
     root = parse_xml(xml, name)
-    pe = next((e for e in root.iter() if _local(e.tag) == "Page"), None)
-    if _local(root.tag) != "PcGts" or pe is None:
+    pe = next((e for e in root.iter() if local(e.tag) == "Page"), None)
+    if local(root.tag) != "PcGts" or pe is None:
         raise ValueError(f"{name}: not a PAGE XML document (no PcGts/Page)")
-    rank = {e.get("regionRef"): int(e.get("index", 0)) for e in pe.iter() if _local(e.tag) == "RegionRefIndexed"}
-    regions = sorted((e for e in pe.iter() if _local(e.tag) == "TextRegion"),
+    rank = {e.get("regionRef"): int(e.get("index", 0)) for e in pe.iter() if local(e.tag) == "RegionRefIndexed"}
+    regions = sorted((e for e in pe.iter() if local(e.tag) == "TextRegion"),
                      key=lambda e: rank.get(e.get("id"), len(rank)))
     lines = []
-    for tl in (c for r in regions for c in r if _local(c.tag) == "TextLine"):
+    for tl in (c for r in regions for c in r if local(c.tag) == "TextLine"):
         poly = _points(tl, name)
         text, conf = _equiv(tl)
-        box = poly if len(poly) == 4 else rect(*np.min(poly, 0), *np.max(poly, 0))
+        box = quad_or_bounds(poly)
         ln = Line(text=text, polygon=poly, box=box, score=float("nan"), confidence=conf, row=len(lines))
-        words = [c for c in tl if _local(c.tag) == "Word"]
+        words = [c for c in tl if local(c.tag) == "Word"]
         if words:
             ln.words = [dict(text=_equiv(we)[0], box=_points(we, name), confidence=_equiv(we)[1],
                              method=(re.search(r"method\s*\{\s*name\s*:\s*([^;}]*)", we.get("custom", "")) or
