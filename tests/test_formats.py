@@ -155,17 +155,23 @@ def assert_valid(schema, xml: str):
     assert schema.validate(doc), "\n".join(str(e) for e in schema.error_log)
 
 
-def hocr_check(tmp_path, xml: str, overlap=True) -> list[str]:
-    """hocr-tools' checker on the document -> its result lines ('ok N - ...' / 'not ok N - ...')."""
-    script = Path(sys.executable).with_name("hocr-check")
-    script = str(script) if script.exists() else shutil.which("hocr-check")
-    assert script, "hocr-check not found: pip install hocr-tools (test extra)"
+def hocr_tool(tmp_path, name: str, xml: str, *args) -> str:
+    """Run one of hocr-tools' scripts on the document -> its stdout + stderr."""
+    script = Path(sys.executable).with_name(name)
+    script = str(script) if script.exists() else shutil.which(name)
+    assert script, f"{name} not found: pip install hocr-tools (test extra)"
     f = tmp_path / "doc.hocr"
     f.write_text(xml, encoding="utf-8")
-    r = subprocess.run([sys.executable, script, *([] if overlap else ["-o"]), str(f)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, script, *args, str(f)], capture_output=True, text=True, timeout=120,
+                       encoding="utf-8")
     assert r.returncode == 0, r.stderr
-    return [s for s in (r.stdout + r.stderr).splitlines() if re.match(r"(not )?ok \d+", s)]
+    return r.stdout + r.stderr
+
+
+def hocr_check(tmp_path, xml: str, overlap=True) -> list[str]:
+    """hocr-tools' checker on the document -> its result lines ('ok N - ...' / 'not ok N - ...')."""
+    out = hocr_tool(tmp_path, "hocr-check", xml, *([] if overlap else ["-o"]))
+    return [s for s in out.splitlines() if re.match(r"(not )?ok \d+", s)]
 
 
 def assert_hocr_check_ok(tmp_path, xml, n_lines, overlap=True):
@@ -247,6 +253,8 @@ def test_hocr_passes_hocr_check_and_the_spec_grammar(tmp_path):
     xml = sample_page().to_hocr()
     assert_hocr_check_ok(tmp_path, xml, n_lines=len(sample_lines()))
     assert hocr_structure_errors(xml) == []
+    # hocr-tools' own reader, hocr-lines, gets every line's text, in order
+    assert hocr_tool(tmp_path, "hocr-lines", xml).splitlines() == [expected_text(ln.text) for ln in sample_lines()]
 
 
 def test_hocr_round_trip():
