@@ -54,7 +54,7 @@ def _method_id(method) -> str:
 def alto_document(pages) -> str:
     """PageResults -> one ALTO 4.4 document (str), one Page per result, in order."""
     pages = list(pages)
-    words = {id(ln): words_of(ln) or estimated_words(ln) for p in pages for ln in p.lines}
+    words = {id(ln): _words(ln) for p in pages for ln in p.lines}
     methods = sorted({w.get("method") or "unknown" for ws in words.values() for w in ws})
     root = ET.Element("alto", {"xmlns": NS, "xmlns:xsi": XSI, "xsi:schemaLocation": f"{NS} {SCHEMA}",
                                "SCHEMAVERSION": "4.4"})
@@ -77,6 +77,13 @@ def alto_document(pages) -> str:
         _page(layout, page, k, number, words)
     indent(root)
     return tostring(root)
+
+
+def _words(line) -> list[dict]:
+    """The Strings of a line: its word boxes, else estimated ones; a TextLine needs one, so an empty line gets
+    one empty String over the whole line."""
+    return (words_of(line) or estimated_words(line) or
+            [dict(text="", box=line.polygon, confidence=line.confidence, method="proportional")])
 
 
 def _processing(desc, pid, category, description):
@@ -109,8 +116,6 @@ def _page(layout, page, k, number, words):
                                                "BASELINE": points_attr(baseline(ln.box, w, h), 2)})
         ET.SubElement(ET.SubElement(tl, "Shape"), "Polygon", {"POINTS": points_attr(poly, 2)})
         ws = words[id(ln)]
-        if not ws:  # a TextLine needs a String: an empty line is one empty word over the whole line
-            ws = [dict(text="", box=ln.polygon, confidence=ln.confidence, method="proportional")]
         for j, wd in enumerate(ws, 1):
             wbox = clamp(wd["box"], w, h)
             method = wd.get("method") or "unknown"
