@@ -214,8 +214,8 @@ def document(rng, kind: str) -> list[Block]:
             out.append(Block(bullet.format(i=i + 1) + item, indent=float(rng.uniform(0, 1.2))))
         return out
     if kind == "form":
-        out = [Block(_pick(rng, ("Application form", "Order form", "Registration", "Visitor record",
-                                 "Change of address", "Booking form")), align="centre", label="")]
+        out = [Block("", label=_pick(rng, ("Application form", "Order form", "Registration", "Visitor record",
+                                           "Change of address", "Booking form")), align="centre")]
         fields = list(FORM_FIELDS)
         rng.shuffle(fields)
         for fld in fields[: int(rng.integers(3, 12))]:
