@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:   # importable from tests and benchmarks
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fonts as fontsource  # noqa: E402
 import pagetext  # noqa: E402
 import synth  # noqa: E402
@@ -93,6 +94,16 @@ def _metrics(path: str) -> tuple[float, float, float]:
     f = _font(path, 100)
     return (-f.getbbox("xvwz", anchor="ls")[1] / 100, -f.getbbox("bdhklt", anchor="ls")[1] / 100,
             f.getbbox("gjpqy", anchor="ls")[3] / 100)
+
+
+@lru_cache(maxsize=1024)
+def _stem(path: str, size: int) -> float:
+    """Stroke width in pixels at `size`: ink across the middle row of "l", per stroke crossed."""
+    m = np.asarray(_font(path, size).getmask("l"), np.float32).reshape(-1) / 255
+    h = _font(path, size).getmask("l").size[1]
+    row = m.reshape(h, -1)[h // 2] if h else m
+    runs = max(1, int(np.sum(np.diff(np.r_[0, row > 0.5, 0].astype(int)) == 1)))
+    return float(row.sum()) / runs
 
 
 @lru_cache(maxsize=512)
@@ -410,18 +421,19 @@ def _camera(img: np.ndarray, rng, look: str) -> Image.Image:
     h, w, _ = img.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if look == "phone":
-        g = rng.normal(0, 1, 2)
-        light = 1 - 0.12 * np.abs(rng.normal()) * ((xx / w - 0.5) * g[0] + (yy / h - 0.5) * g[1])
-        r2 = ((xx / w - rng.uniform(0.3, 0.7)) ** 2 + (yy / h - rng.uniform(0.3, 0.7)) ** 2)
-        light *= 1 - rng.uniform(0.05, 0.3) * r2
+        g = rng.normal(0, 1, 2).astype(np.float32) * np.float32(0.12 * abs(rng.normal()))
+        light = 1 - ((xx / w - 0.5) * g[0] + (yy / h - 0.5) * g[1])
+        r2 = ((xx / w - np.float32(rng.uniform(0.3, 0.7))) ** 2 + (yy / h - np.float32(rng.uniform(0.3, 0.7))) ** 2)
+        light *= 1 - np.float32(rng.uniform(0.05, 0.3)) * r2
         if rng.random() < 0.4:   # the shadow of the phone or a hand
             a = rng.uniform(0, 2 * np.pi)
-            dist = (xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a) - rng.uniform(0.1, 0.45) * w
-            light *= 1 - rng.uniform(0.1, 0.3) / (1 + np.exp(-dist / rng.uniform(15, 60)))
-        img = img * light[..., None] * (1 + rng.normal(0, 0.03, 3))
+            dist = (xx - w / 2) * np.float32(np.cos(a)) + (yy - h / 2) * np.float32(np.sin(a)) \
+                - np.float32(rng.uniform(0.1, 0.45) * w)
+            light *= 1 - np.float32(rng.uniform(0.1, 0.3)) / (1 + np.exp(-dist / np.float32(rng.uniform(15, 60))))
+        img = img * light[..., None] * (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
     else:
         img = img * (1 + synth._smooth_noise(rng, (h, w), 300) * 0.01)[..., None]
-    img = img + rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.5, 4 if look == "phone" else 2)
+    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0.5, 4 if look == "phone" else 2))
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     blur = rng.uniform(0.4, 1.3) if look == "phone" else rng.uniform(0, 0.7)
     if blur > 0.25:
@@ -448,7 +460,7 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
         raise ValueError(f"unknown page kind {kind!r}; known: {', '.join(KINDS)}")
     hand = hands[int(rng.integers(len(hands)))]
     look = look or ("phone" if rng.random() < 0.5 else "scan")
-    paper = paper or str(rng.choice(["plain", "ruled", "squared"], p=[0.5, 0.38, 0.12]))
+    paper = paper or ("plain" if kind == "form" else str(rng.choice(["plain", "ruled", "squared"], p=[0.5, 0.38, 0.12])))
     w = int(rng.integers(900, 1301))
     h = int(np.clip(w * rng.uniform(0.85, 1.42), 900, 1300))
     xh_f, asc_f, desc_f = _metrics(hand.path)
@@ -467,8 +479,9 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
     while len(lines) < 3:   # short notes: keep writing
         blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
         lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
+    stem = _stem(hand.path, size)   # a hairline font at this size gets a broader pen
     pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12),
-           "stroke": int(rng.random() < 0.3 and size >= 28), "width": max(1.0, 0.1 * xh)}
+           "stroke": int(stem < 1.6 or (rng.random() < 0.25 and stem < 3)), "width": max(1.0, stem)}
     drift = rng.normal(0, 0.4) * xh / max(1, len(lines))   # a left margin that wanders down the page
     patches, field_lines = [], []
     for k, ln in enumerate(lines):
@@ -488,9 +501,10 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
                             .astype(np.uint8))
     table = np.array(TABLES[int(rng.integers(len(TABLES)))]) * rng.uniform(0.7, 1.1) if look == "phone" \
         else np.array([235, 235, 235]) * rng.uniform(0.9, 1.0)
+    table = np.clip(table, 0, 255).astype(np.float32)
     bg = np.asarray(_warp_to(sheet, hm, 0, 0, (0, 0, w, h)), np.float32)
     inside = np.asarray(_warp_to(Image.new("L", (w, h), 255), hm, 0, 0, (0, 0, w, h)), np.float32)[..., None] / 255
-    bg = bg * inside + np.clip(table, 0, 255) * (1 - inside)
+    bg = bg * inside + table * (1 - inside)
     # each line's ink through the same map, in a window around its image
     cov = np.zeros((2, h, w), np.float32)   # handwriting, printed
     owner = np.zeros((h, w), np.int16)
@@ -516,13 +530,14 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
         gt.append(GTLine(text, poly, _apply(hm, base)))
     ink_mask = cov.max(0) > 0.5
     owner[~ink_mask] = 0
-    col = np.array(INKS[rng.choice(len(INKS), p=[.3, .25, .15, .12, .12, .06])], np.float32) + rng.normal(0, 8, 3)
+    col = np.clip(np.array(INKS[rng.choice(len(INKS), p=[.3, .25, .15, .12, .12, .06])]) + rng.normal(0, 8, 3),
+                  0, 255).astype(np.float32)
     pencil = col[0] == 70 and rng.random() < 0.5
-    opacity = rng.uniform(0.8, 1.0) * (1 - np.clip(synth._smooth_noise(rng, (h, w), 4) * (0.25 if pencil else 0.08), 0, 0.6))
+    opacity = np.float32(rng.uniform(0.8, 1.0)) * (1 - np.clip(synth._smooth_noise(rng, (h, w), 4) * np.float32(0.25 if pencil else 0.08), 0, 0.6))
     a = (cov[0] * opacity)[..., None]
-    img = bg * (1 - a) + np.clip(col, 0, 255) * a
-    a = cov[1][..., None] * rng.uniform(0.85, 1.0)
-    out = _camera(img * (1 - a) + rng.uniform(0, 40) * a, rng, look)
+    img = bg * (1 - a) + col * a
+    a = cov[1][..., None] * np.float32(rng.uniform(0.85, 1.0))
+    out = _camera(img * (1 - a) + np.float32(rng.uniform(0, 40)) * a, rng, look)
     return Page(out, tuple(gt), ink_mask, owner, kind, hand.name, look, paper)
 
 
