@@ -178,7 +178,7 @@ def _layout(blocks, hand, size, xh, left, width, rng, max_lines) -> list[_Line]:
                     used += s.gap + s.width()
                     t.gap = gap()
             wd = t.width()
-            if toks and b.wrap and used + t.gap + wd > lim:
+            if b.wrap and any(not x.struck for x in toks) and used + t.gap + wd > lim:
                 head = _hyphen(rng, t, lim - used - t.gap)
                 if head:
                     toks.append(head)
