@@ -263,8 +263,8 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
         x = right - total - rng.uniform(0, 2) * xh
     elif line.align == "centre":
         x = line.x0 + max(0.0, (right - line.x0 - total) / 2) + rng.normal(0, 0.5) * xh
-    slope = pen["slope"] + rng.normal(0, 0.006)
-    curv = rng.uniform(-0.3, 0.3) * xh
+    slope = (pen["slope"] + rng.normal(0, 0.006)) * pen["free"]
+    curv = rng.uniform(-0.3, 0.3) * xh * pen["free"]
     phase, lam = rng.uniform(0, 2 * np.pi), rng.uniform(8, 20) * xh
     x_first, span = x, max(total, xh)
     yb = lambda u: (base_y + slope * (u - x_first) + curv * (2 * (u - x_first) / span - 1) ** 2  # noqa: E731
@@ -464,23 +464,28 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
     w = int(rng.integers(900, 1301))
     h = int(np.clip(w * rng.uniform(0.85, 1.42), 900, 1300))
     xh_f, asc_f, desc_f = _metrics(hand.path)
-    xh = rng.uniform(*XH_RANGE[kind]) * w / 1000
-    size = max(10, int(round(xh / max(xh_f, 0.2))))
-    xh = xh_f * size
-    # descenders of one line reach down to the ascenders of the next, often past them
-    pitch = max((asc_f + desc_f) * size * rng.uniform(0.85, 1.1), xh * rng.uniform(1.7, 2.1))
-    if kind == "form":
-        pitch *= rng.uniform(1.3, 1.7)
     left, right = w * rng.uniform(0.05, 0.13), w * (1 - rng.uniform(0.04, 0.1))
-    top = h * rng.uniform(0.05, 0.12) + asc_f * size
-    max_lines = int(min(25, (h * 0.95 - top - desc_f * size) // pitch + 1))
+    spacing, margin_top = rng.uniform(0.85, 1.1), h * rng.uniform(0.05, 0.12)
     blocks = pagetext.document(rng, kind)
-    lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
-    while len(lines) < 3:   # short notes: keep writing
-        blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
+    xh = rng.uniform(*XH_RANGE[kind]) * w / 1000
+    for _ in range(3):
+        size = max(10, int(round(xh / max(xh_f, 0.2))))
+        xh = xh_f * size
+        # descenders of one line reach down to the ascenders of the next, often past them
+        pitch = max((asc_f + desc_f) * size * spacing, xh * 1.9) * (1.5 if kind == "form" else 1.0)
+        top = margin_top + asc_f * size
+        max_lines = int(min(25, (h * 0.95 - top - desc_f * size) // pitch + 1))
         lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
+        while len(lines) < 3:   # short notes: keep writing
+            blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
+            lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
+        fill = len(lines) / max_lines
+        if kind != "note" or fill > 0.4:
+            break
+        xh *= min(1.6, (0.5 / fill) ** 0.5)   # a short note is written large
     stem = _stem(hand.path, size)   # a hairline font at this size gets a broader pen
-    pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12),
+    # on ruled paper the writing keeps to the rules: a third of the drift and curvature
+    pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12), "free": 0.35 if paper == "ruled" else 1.0,
            "stroke": int(stem < 1.6 or (rng.random() < 0.25 and stem < 3)), "width": max(1.0, stem)}
     drift = rng.normal(0, 0.4) * xh / max(1, len(lines))   # a left margin that wanders down the page
     patches, field_lines = [], []

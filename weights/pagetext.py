@@ -198,7 +198,9 @@ def document(rng, kind: str) -> list[Block]:
     if kind == "note":
         out = []
         if rng.random() < 0.6:
-            out.append(Block(_pick(rng, TITLES["note"]) + _pick(rng, ("", ":", " -")), underline=rng.random() < 0.6))
+            title = _pick(rng, TITLES["note"])
+            out.append(Block(title + ("" if title[-1] in "!:" else _pick(rng, ("", ":", " -"))),
+                             underline=rng.random() < 0.6))
         out.append(Block(prose(rng, int(rng.integers(1, 4)), everyday=0.75), wrap=True))
         if rng.random() < 0.5:
             out.append(Block(_pick(rng, ("Thanks, ", "- ", "Love ", "")) + _pick(rng, FIRST)
