@@ -180,6 +180,16 @@ def test_debian_fonts_are_used_when_nothing_is_fetched(tmp_path, monkeypatch):
     assert p.hand in pages.synth.HELDOUT_FONTS and len(p.lines) >= 3
 
 
+def test_font_paths_and_line_crops(hands):
+    p = pages.make_page(3, [hands[0].path], "list")     # a plain font path is a hand too
+    assert p.hand == Path(hands[0].path).stem
+    for k, line in enumerate(p.lines):
+        crop = pages.line_crop(p, k)
+        (x0, y0), (x1, y1) = line.polygon.min(0), line.polygon.max(0)
+        assert crop.size[0] >= x1 - x0 and crop.size[1] >= y1 - y0
+        assert crop.size[1] <= 1.3 * (y1 - y0) + 3
+
+
 def test_bad_arguments_are_clear_errors(hands):
     with pytest.raises(ValueError, match="no hands"):
         pages.make_page(0, [])

@@ -454,6 +454,7 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
     if not hands:
         raise ValueError("no hands given: fetch fonts (python weights/fonts.py fetch) or install "
                          "the Debian fonts listed in weights/synth.py")
+    hands = [hd if isinstance(hd, Hand) else Hand(Path(hd).stem, str(hd)) for hd in hands]   # font paths too
     rng = np.random.default_rng([seed, 0x9a6e])
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     if kind not in KINDS:
@@ -544,6 +545,16 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
     a = cov[1][..., None] * np.float32(rng.uniform(0.85, 1.0))
     out = _camera(img * (1 - a) + np.float32(rng.uniform(0, 40)) * a, rng, look)
     return Page(out, tuple(gt), ink_mask, owner, kind, hand.name, look, paper)
+
+
+def line_crop(page: Page, k: int, margin: float = 0.15) -> Image.Image:
+    """Line k as a recogniser sees it: the box around its polygon, grown by `margin` of its
+    height on every side (clipped to the page), as a detector's line box would be. RGB."""
+    poly = page.lines[k].polygon
+    (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
+    m = margin * (y1 - y0)
+    w, h = page.image.size
+    return page.image.crop((int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(w, x1 + m + 1)), int(min(h, y1 + m + 1))))
 
 
 def main(argv=None) -> int:
