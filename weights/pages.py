@@ -6,6 +6,7 @@
     page.lines[0].text    # "Dear Anna,"
     page.lines[0].polygon # (K, 2) float32 x, y: covers that line's ink after skew and warp
     page.ink_mask         # (H, W) bool: the handwriting's ink;  page.line_ink: (H, W) int16 owner, 1-based
+    line_crop(page, 0)    # the line's box as a detector would hand it to the recogniser
 
     python weights/pages.py --out /tmp/pages -n 8 --split heldout   # PNGs + labels.json
 
@@ -276,7 +277,7 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
     cx0, cy0 = int(x - pad), int(base_y - 3 * size)
     marks = Image.new("L", (w, h), 0)
     md = ImageDraw.Draw(marks)
-    base_pts = []
+    base_pts, under, under_end = [], None, None
     jitter = hand.style != "cursive"
     for t, wd in zip(line.toks, widths):
         x += t.gap
@@ -291,18 +292,25 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
         _paste(canvas[int(t.printed)], ink, int(round(x - cx0 - ox)), int(round(by - cy0 - oy)))
         base_pts += [(x, by), (x + adv, by + adv * np.tan(rot))]
         lw = max(1, int(round(pen["width"])))
-        if t.under:
-            uy = by + rng.uniform(0.35, 0.6) * desc + 1
-            md.line([(x - cx0 - 0.2 * xh, uy - cy0), (x + adv - cx0 + 0.4 * xh, uy - cy0 + rng.normal(0, 0.12) * xh)],
-                    fill=255, width=lw)
+        if t.under:   # one stroke under a run of underlined words
+            under = under or (x - cx0 - 0.2 * xh, by + rng.uniform(0.35, 0.6) * desc + 1 - cy0)
+            under_end = (x + adv - cx0 + 0.3 * xh, under[1] + rng.normal(0, 0.12) * xh)
+        elif under:
+            md.line([under, under_end], fill=255, width=lw)
+            under = None
         if t.struck:
             for _ in range(int(rng.integers(1, 3))):
                 sy = by - cy0 - rng.uniform(0.35, 0.6) * xh
                 md.line([(x - cx0 - 0.15 * xh, sy + rng.normal(0, 0.1) * xh),
                          (x + adv - cx0 + 0.15 * xh, sy + rng.normal(0, 0.15) * xh)], fill=255, width=lw + 1)
         x += adv
+    if under:
+        md.line([under, under_end], fill=255, width=max(1, int(round(pen["width"]))))
     np.maximum(canvas[0], np.asarray(marks, np.float32) / 255.0, out=canvas[0])
-    return canvas, cx0, cy0, np.array(base_pts, np.float32)
+    # trim to the ink (+2 px), so the page fit sees the writing and not the empty canvas
+    rows, cols = np.flatnonzero(canvas.max((0, 2)) > 0), np.flatnonzero(canvas.max((0, 1)) > 0)
+    r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
+    return canvas[:, r0:r1, c0:c1], cx0 + c0, cy0 + r0, np.array(base_pts, np.float32)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -332,7 +340,7 @@ def _page_transform(rng, w: int, h: int, look: str, content: np.ndarray) -> np.n
     ctr = np.array([w / 2, h / 2])
     dst = (corners - ctr) @ np.array([[c, -s], [s, c]]).T + ctr
     if look == "phone":
-        dst = (dst - ctr) * rng.uniform(0.86, 0.97) + ctr + rng.normal(0, 0.02, (4, 2)) * (w, h)
+        dst = (dst - ctr) * rng.uniform(0.86, 0.97) + ctr + rng.normal(0, 0.012, (4, 2)) * (w, h)
     hm = _homography(corners, dst)
     p = _apply(hm, content) - ctr
     m = 0.015 * min(w, h)
@@ -475,15 +483,16 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
         # descenders of one line reach down to the ascenders of the next, often past them
         pitch = max((asc_f + desc_f) * size * spacing, xh * 1.9) * (1.5 if kind == "form" else 1.0)
         top = margin_top + asc_f * size
-        max_lines = int(min(25, (h * 0.95 - top - desc_f * size) // pitch + 1))
+        room = int((h * 0.95 - top - desc_f * size) // pitch + 1)
+        max_lines = min(25, room)
         lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
         while len(lines) < 3:   # short notes: keep writing
             blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
             lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
-        fill = len(lines) / max_lines
-        if kind != "note" or fill > 0.4:
+        fill = len(lines) / room
+        if kind not in ("note", "list") or fill > 0.55:
             break
-        xh *= min(1.6, (0.5 / fill) ** 0.5)   # a short note is written large
+        xh *= min(1.6, (0.7 / fill) ** 0.5)   # a short note or list is written large
     stem = _stem(hand.path, size)   # a hairline font at this size gets a broader pen
     # on ruled paper the writing keeps to the rules: a third of the drift and curvature
     pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12), "free": 0.35 if paper == "ruled" else 1.0,
