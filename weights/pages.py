@@ -414,9 +414,10 @@ def _paper(rng, w: int, h: int, kind: str, pitch: float, top: float, left: float
             d.line([(0, y), (w, y)], fill=rule, width=1)
         for x in np.arange(left % cell, w, cell):
             d.line([(x, 0), (x, h)], fill=rule, width=1)
+    dotted = rng.random() < 0.5
     for (x0, x1, y) in field_lines:   # printed form lines: a dotted or solid rule under the answer
         grey = (110, 110, 115)
-        if rng.random() < 0.5:
+        if not dotted:
             d.line([(x0, y), (x1, y)], fill=grey, width=1)
         else:
             for x in np.arange(x0, x1, 6):
