@@ -1,7 +1,10 @@
 """Image loading for the OCR pipeline: any source -> upright 8-bit RGB PIL pages.
 
     load_image(src)  -> PIL.Image (RGB)          first page
-    load_pages(src)  -> list[PIL.Image] (RGB)    one page per frame of a multi-frame TIFF
+    load_pages(src)  -> list[PIL.Image] (RGB)    one page per frame of a multi-frame TIFF, per PDF page
+    iter_pages(src)  -> (count, iterator)         the same, PDF pages rendered one at a time
+
+PDF data (a `%PDF-` header) is rendered at `dpi` by `ocr_base.pdf` (the optional extra `pdf`).
 
 `src` is a path (str / os.PathLike), bytes, a binary file-like object, a PIL
 image or a NumPy array (uint8 / uint16 / other ints / bool / float; HxW or
@@ -41,6 +44,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageSequence
@@ -65,15 +69,33 @@ def load_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     return load_pages(src, max_pixels=max_pixels, first_only=True)[0]
 
 
-def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False) -> list[Image.Image]:
-    """All pages of `src` (one per frame of a multi-frame TIFF) as upright RGB PIL images.
+def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False,
+               dpi: float | None = None) -> list[Image.Image]:
+    """All pages of `src` (one per frame of a multi-frame TIFF, one per PDF page) as upright RGB PIL images.
 
     max_pixels: limit on width*height per page (None: no limit; beware memory).
+    dpi:        resolution PDF pages are rendered at (None: ocr_base.pdf.PDF_DPI).
     """
+    n, pages = iter_pages(src, max_pixels, first_only, dpi)
+    return list(pages)
+
+
+def iter_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False,
+               dpi: float | None = None) -> tuple[int, Iterator[Image.Image]]:
+    """(number of pages, iterator of pages): `load_pages`, with PDF pages rendered as they are taken."""
     name = _describe(src)
     if isinstance(src, np.ndarray):
-        return [_check_size(array_to_rgb(src, name), name, max_pixels)]
+        return 1, iter([_check_size(array_to_rgb(src, name), name, max_pixels)])
     data = None if isinstance(src, Image.Image) else _read_bytes(src, name)
+    from .pdf import PDF_DPI, is_pdf, pdf_pages   # pypdfium2 itself is imported only for a PDF
+    if data is not None and is_pdf(data):
+        n, pages = pdf_pages(data, name, PDF_DPI if dpi is None else dpi, max_pixels)
+        return (1, iter([next(pages)])) if first_only else (n, pages)
+    pages = _load_pil_pages(src, data, name, max_pixels, first_only)
+    return len(pages), iter(pages)
+
+
+def _load_pil_pages(src, data, name, max_pixels, first_only) -> list[Image.Image]:
     try:
         with _pil_guard(max_pixels):
             im = src if data is None else Image.open(io.BytesIO(data))
