@@ -226,8 +226,8 @@ def trocr_recognizer(model, options: PageOptions = PageOptions()):
         if tok is None:
             return Reading(r.text, float(r.confidence))
         spans = token_spans(tok, r.token_ids, r.text)
-        tokens = [[r.text[a:b] if b > a else decode(tok, [i], False), p]
-                  for (a, b), i, p in zip(spans, r.token_ids, probs)]
+        tokens = [[decode(tok, [i], False) if sp is None else r.text[sp[0]:sp[1]], p]
+                  for sp, i, p in zip(spans, r.token_ids, probs)]
         cols = attention_columns(r.cross_attention, model.config) if r.cross_attention is not None else None
         return Reading(r.text, float(r.confidence), tokens, spans, cols)
 

@@ -40,7 +40,8 @@ class Reading:
     """What the pipeline needs from the recogniser for one line.
 
     tokens:  generated tokens as (text, probability), EOS included, or None when unknown.
-    spans:   per token, the [start, end) characters of `text` it produced (see token_spans).
+    spans:   per token, the [start, end) characters of `text` it produced, None for a special token
+             (see token_spans).
     columns: (T, gw) float32 attention of each token over the encoder's gw patch columns (rows sum to
              1), which span the crop's width; None without output_attentions.
     """
@@ -51,10 +52,14 @@ class Reading:
     columns: np.ndarray | None = None
 
 
-def token_spans(tokenizer, ids, text: str) -> list[tuple[int, int]]:
-    """[(start, end)] per id: the part of `text` (the decoded ids) each token produced."""
+def token_spans(tokenizer, ids, text: str) -> list[tuple[int, int] | None]:
+    """[(start, end)] per id: the part of `text` (the decoded ids) each token produced; None for special
+    tokens (BOS, EOS, pad: they produce no text and belong to no word)."""
     out, prev = [], 0
     for k in range(1, len(ids) + 1):
+        if tokenizer.decode([int(ids[k - 1])], skip_special_tokens=True) == "":
+            out.append(None)
+            continue
         prefix = tokenizer.decode([int(i) for i in ids[:k]], skip_special_tokens=True)
         n = 0  # characters of the prefix that are final (a partial UTF-8 sequence decodes to U+FFFD)
         for a, b in zip(prefix, text):
@@ -133,8 +138,8 @@ def line_words(reading: Reading, quad, crop_width: int, margin: int = 0, detecto
 
 def _word_tokens(reading: Reading, a: int, b: int) -> list[int]:
     """Indices of the tokens that produced characters [a, b) (an empty span joins the next word)."""
-    return [k for k, (s, e) in enumerate(reading.spans or [])
-            if (s < b and e > a) or (s == e and a <= s < b)]
+    return [k for k, sp in enumerate(reading.spans or []) if sp is not None
+            and ((sp[0] < b and sp[1] > a) or (sp[0] == sp[1] and a <= sp[0] < b))]
 
 
 def _word_confidence(reading: Reading, a: int, b: int) -> float:
