@@ -174,6 +174,8 @@ class Output:
     def _resume(self) -> set[str]:
         p = self.path
         if self.folder:
+            for tmp in p.glob(f".*{SUFFIX[self.fmt]}.*.tmp"):   # atomic_write's, left by a killed run
+                tmp.unlink(missing_ok=True)
             return {s for s in self.inputs if self._marker(s).exists()}
         if not p.exists():
             return set()
