@@ -177,6 +177,8 @@ class Output:
             for tmp in p.glob(f".*{SUFFIX[self.fmt]}.*.tmp"):   # atomic_write's, left by a killed run
                 tmp.unlink(missing_ok=True)
             return {s for s in self.inputs if self._marker(s).exists()}
+        for tmp in p.parent.glob(f".{p.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
         if not p.exists():
             return set()
         if self.fmt == "jsonl":
