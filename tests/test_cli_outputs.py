@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lxml import etree
 from pipeline_pages import render_page
+from test_formats import SCHEMAS, assert_hocr_check_ok, assert_valid
 from trocr_np import formats
 from trocr_np.cli import main
 from trocr_np.outputs import Output, OutputOptions
@@ -34,6 +36,7 @@ from detector_np import DetectOptions
 SMALL = ["--canvas-size", "640", "--mag-ratio", "1.0"]
 OPTIONS = PageOptions(detect=DetectOptions(canvas_size=640, mag_ratio=1.0))
 ROOT = Path(__file__).resolve().parents[1]
+XSD = {"alto": "alto-4-4.xsd", "page": "pagecontent-2019-07-15.xsd"}
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -130,6 +133,12 @@ def test_xml_formats_in_a_folder_read_back(fmt, records, inputs, tmp_path):
     ext = {"hocr": ".hocr", "alto": ".alto.xml", "page": ".page.xml"}[fmt]
     names = ["a", "b", "doc"] if fmt != "page" else ["a", "b", "doc_p1", "doc_p2"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(n + ext for n in names)
+    for n in names:         # each file valid: the official XSDs, hocr-tools' checker
+        xml = (tmp_path / "out" / (n + ext)).read_text(encoding="utf-8")
+        if fmt == "hocr":
+            assert_hocr_check_ok(tmp_path, xml, sum(len(r.lines) for r in records if Path(r.source).stem == n))
+        else:
+            assert_valid(etree.XMLSchema(etree.parse(str(SCHEMAS / XSD[fmt]))), xml)
     got = [pg for n in names for pg in read_back(fmt, tmp_path / "out" / (n + ext))]
     assert len(got) == len(records), "a multi-page input is one multi-page hOCR/ALTO document"
     for g, w in zip(got, records):
