@@ -10,10 +10,10 @@ from __future__ import annotations
 import html.parser
 import io
 import json
-import math
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,7 +299,6 @@ def test_output_paths_are_checked_before_the_first_page(inputs, tmp_path, capsys
         (["--format", "hocr", "-o", str(tmp_path / "x.hocr"), "--resume"], "--resume needs a folder"),
     ]
     for extra, msg in cases:
-        t0 = time.perf_counter()
         rc = main(["ocr", str(inputs[0]), str(inputs[1]), "--model", str(tmp_path / "no-model")] + extra + SMALL)
         err = capsys.readouterr().err
         assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, (extra, err)
@@ -349,21 +348,86 @@ def test_progress_bar_on_a_terminal(inputs):
 
 
 # ---------------------------------------------------------------- the review page
-def chromium(*args, tmp):
-    exe = next((e for e in ("chromium", "chromium-browser", "google-chrome") if shutil_which(e)), None)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
+def chromium_exe() -> str:
+    exe = next((shutil.which(e) for e in ("chromium", "chromium-browser", "google-chrome") if shutil.which(e)), None)
     assert exe, "headless Chromium not installed (.ci/run installs Debian's chromium)"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-           f"--user-data-dir={tmp}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return exe
 
 
-def shutil_which(name):
-    import shutil
-    return shutil.which(name)
+def chromium(*args, tmp):
+    return subprocess.run([chromium_exe(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp}", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (fds 3 and 4), one page attached."""
+
+    def __init__(self, url, profile):
+        self._cmd_r, self._cmd_w = os.pipe()
+        self._ans_r, self._ans_w = os.pipe()
+
+        def child():   # dup2 onto the same number would keep close-on-exec: go through a copy
+            a, b = os.dup(self._cmd_r), os.dup(self._ans_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+        self.proc = subprocess.Popen([chromium_exe(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                      "--remote-debugging-pipe", "--window-size=1200,800", url],
+                                     preexec_fn=child, close_fds=False, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(self._cmd_r)
+        os.close(self._ans_w)
+        self._buf, self._id, self.session = b"", 0, None
+        t0 = time.monotonic()
+        while self.session is None and time.monotonic() - t0 < 60:
+            pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
+            if pages:
+                self.session = self.call("Target.attachToTarget", targetId=pages[0]["targetId"],
+                                         flatten=True)["sessionId"]
+            time.sleep(0.05)
+        # the target may still show its first blank document: wait for ours, loaded
+        loaded = f"document.readyState === 'complete' && location.href === {json.dumps(url)}"
+        while not self.eval(loaded):
+            assert time.monotonic() - t0 < 60, "the page did not load"
+            time.sleep(0.05)
+
+    def call(self, method, **params):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            msg["sessionId"] = self.session
+        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._ans_r, 1 << 16)
+                assert chunk, "chromium closed the DevTools pipe"
+                self._buf += chunk
+            line, self._buf = self._buf.split(b"\0", 1)
+            m = json.loads(line)
+            if m.get("id") == self._id:
+                assert "error" not in m, m["error"]
+                return m["result"]
+
+    def eval(self, js):
+        r = self.call("Runtime.evaluate", expression=js, returnByValue=True)
+        assert "exceptionDetails" not in r, (js, r["exceptionDetails"])
+        return r["result"].get("value")
+
+    def click(self, x, y):
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._cmd_w)
+        os.close(self._ans_r)
 
 
 class _Lines(html.parser.HTMLParser):
-    """li id -> (class, text) and polygon id -> class from a DOM dump."""
+    """li id -> [class, text] and polygon id -> class from a DOM dump."""
 
     def __init__(self):
         super().__init__()
@@ -384,6 +448,11 @@ class _Lines(html.parser.HTMLParser):
     def handle_data(self, data):
         if self._li:
             self.items[self._li][1] += data
+
+
+def selected(dom):
+    return ([i for i, (c, _) in dom.items.items() if "selected" in c.split()],
+            [i for i, c in dom.regions.items() if "selected" in c.split()])
 
 
 def test_review_page_in_headless_chromium(records, inputs, tmp_path):
@@ -408,12 +477,22 @@ def test_review_page_in_headless_chromium(records, inputs, tmp_path):
     dom.feed(r.stdout)
     assert len(dom.items) == len(lines) == len(dom.regions)
     for k, ln in enumerate(lines, 1):
-        cls, txt = dom.items[f"line-{k}"]
-        assert ln.text in txt and "selected" not in cls
-
-    k = len(lines)          # click the last line's outline
-    r = chromium("--dump-dom", page.as_uri() + f"#click-{k}", tmp=tmp_path / "profile")
+        assert ln.text in dom.items[f"line-{k}"][1], "every line's text is on the page"
+    assert selected(dom) == ([], [])
+    r = chromium("--dump-dom", page.as_uri() + "#line-2", tmp=tmp_path / "profile")
     dom = _Lines()
     dom.feed(r.stdout)
-    assert [i for i, (c, _) in dom.items.items() if "selected" in c.split()] == [f"line-{k}"]
-    assert [i for i, c in dom.regions.items() if "selected" in c.split()] == [f"region-{k}"]
+    assert selected(dom) == (["line-2"], ["region-2"]), "#line-N selects line N"
+
+    # a mouse click on the last line's outline, at its centre on the screen, marks it and its text
+    k = len(lines)
+    browser = DevTools(page.as_uri(), tmp_path / "profile2")
+    try:
+        x, y = browser.eval(f"(() => {{const e = document.getElementById('region-{k}'); e.scrollIntoView();"
+                            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]})()")
+        browser.click(x, y)
+        got = browser.eval("[...document.querySelectorAll('.selected')].map(e => e.id).sort()")
+        assert got == [f"line-{k}", f"region-{k}"]
+        assert browser.eval("location.hash") == f"#line-{k}"
+    finally:
+        browser.close()

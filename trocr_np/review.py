@@ -8,8 +8,7 @@ reading order. Outlines and lines are coloured by the recogniser's confidence (r
 a line's tokens carry their probabilities (hover one to see it, low ones are underlined), and
 word boxes are drawn dashed where the line has them. Clicking a line or an outline selects both
 (class `selected`) and puts `#line-N` in the address; opening the page with `#line-N` selects line
-N (lines are numbered 1.. through the whole document), and `#click-N` clicks line N's outline
-(what a test can ask of a headless browser without an input device).
+N (lines are numbered 1.. through the whole document).
 """
 from __future__ import annotations
 
@@ -47,11 +46,8 @@ function select(n){
   if(r){r.classList.add('selected');}
 }
 function fromHash(){
-  const h=location.hash.slice(1), m=/^(line|click)-(\\d+)$/.exec(h);
-  if(!m) return;
-  if(m[1]==='click'){const r=document.getElementById('region-'+m[2]);
-    if(r) r.dispatchEvent(new MouseEvent('click',{bubbles:true}));}
-  else select(m[2]);
+  const m=/^#line-(\\d+)$/.exec(location.hash);
+  if(m) select(m[1]);
 }
 document.addEventListener('click',e=>{
   const t=e.target.closest('[data-line]');
