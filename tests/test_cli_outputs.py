@@ -7,6 +7,7 @@ the format readers (trocr_np.formats) give back from the written files.
 """
 from __future__ import annotations
 
+import html
 import html.parser
 import io
 import json
@@ -465,6 +466,10 @@ def test_review_page_in_headless_chromium(records, inputs, tmp_path):
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text, \
         "self-contained: nothing to fetch"
     lines = [ln for r in records[2:] for ln in r.lines]
+    for ln in lines:        # each token with its probability, to show on hover
+        for t, prob in ln.tokens:
+            if t in ln.text:
+                assert f'data-p="{prob:.4f}">{html.escape(t)}</span>' in text
 
     shot = tmp_path / "shot.png"
     r = chromium(f"--screenshot={shot}", "--window-size=1200,800", page.as_uri(), tmp=tmp_path / "profile")
