@@ -76,26 +76,13 @@ def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = Fals
     max_pixels: limit on width*height per page (None: no limit; beware memory).
     dpi:        resolution PDF pages are rendered at (None: ocr_base.pdf.PDF_DPI).
     """
-    n, pages = iter_pages(src, max_pixels, first_only, dpi)
-    return list(pages)
-
-
-def iter_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False,
-               dpi: float | None = None) -> tuple[int, Iterator[Image.Image]]:
-    """(number of pages, iterator of pages): `load_pages`, with PDF pages rendered as they are taken."""
     name = _describe(src)
     if isinstance(src, np.ndarray):
-        return 1, iter([_check_size(array_to_rgb(src, name), name, max_pixels)])
+        return [_check_size(array_to_rgb(src, name), name, max_pixels)]
     data = None if isinstance(src, Image.Image) else _read_bytes(src, name)
-    from .pdf import PDF_DPI, is_pdf, pdf_pages   # pypdfium2 itself is imported only for a PDF
-    if data is not None and is_pdf(data):
-        n, pages = pdf_pages(data, name, PDF_DPI if dpi is None else dpi, max_pixels)
-        return (1, iter([next(pages)])) if first_only else (n, pages)
-    pages = _load_pil_pages(src, data, name, max_pixels, first_only)
-    return len(pages), iter(pages)
-
-
-def _load_pil_pages(src, data, name, max_pixels, first_only) -> list[Image.Image]:
+    if data is not None and _is_pdf(data):
+        pages = _pdf_pages(data, name, dpi, max_pixels)[1]
+        return [next(pages)] if first_only else list(pages)
     try:
         with _pil_guard(max_pixels):
             im = src if data is None else Image.open(io.BytesIO(data))
@@ -110,6 +97,32 @@ def _load_pil_pages(src, data, name, max_pixels, first_only) -> list[Image.Image
             MemoryError, OverflowError, ZeroDivisionError) as e:
         # Pillow's decoders signal corrupt/truncated data with all of these.
         raise ImageError(f"{name}: corrupt or truncated image ({type(e).__name__}: {e})") from None
+
+
+def iter_pages(src, max_pixels: int | None = MAX_PIXELS, dpi: float | None = None) -> tuple[int, Iterator[Image.Image]]:
+    """(number of pages, iterator of pages): `load_pages`, with a PDF's pages rendered as they are taken
+    (a long PDF never holds more than one page image)."""
+    head = b""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        head = bytes(src[:1024])
+    elif isinstance(src, (str, os.PathLike)) and Path(src).is_file():
+        with open(src, "rb") as f:
+            head = f.read(1024)
+    if _is_pdf(head):
+        name = _describe(src)
+        return _pdf_pages(_read_bytes(src, name), name, dpi, max_pixels)
+    pages = load_pages(src, max_pixels)
+    return len(pages), iter(pages)
+
+
+def _is_pdf(data: bytes) -> bool:
+    from .pdf import is_pdf
+    return is_pdf(data)
+
+
+def _pdf_pages(data: bytes, name: str, dpi, max_pixels):
+    from .pdf import PDF_DPI, pdf_pages   # pypdfium2 itself is imported only for a PDF
+    return pdf_pages(data, name, PDF_DPI if dpi is None else dpi, max_pixels)
 
 
 def _describe(src) -> str:
