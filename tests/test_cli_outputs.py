@@ -230,6 +230,21 @@ def test_encrypted_corrupt_and_empty_pdfs_are_error_records(inputs, tmp_path, ca
     assert f"trocr-np ocr: error: {bad['encrypted']}" in err and "3 of 4 inputs failed" in err
 
 
+def test_pdf_pages_rendered_at_the_dpi_one_at_a_time(inputs):
+    from ocr_base.image_io import ImageError, iter_pages, load_image, load_pages
+    pdf = inputs[2]
+    n, pages = iter_pages(pdf, dpi=144)
+    assert n == 2
+    first = next(pages)
+    assert first.size == (600, 240), "300 x 120 points at 144 dpi"
+    assert next(pages).size == (600, 140) and next(pages, None) is None
+    assert [p.size for p in load_pages(pdf.read_bytes(), dpi=72)] == [(300, 120), (300, 70)]
+    w, h = load_image(pdf).size      # 300 dpi by default; PDFium rounds 120 pt * 300 / 72 = 500.000.. up
+    assert w == 1250 and h in (500, 501)
+    with pytest.raises(ImageError, match=r"doc.pdf \(page 1\): page too large at 2400 dpi"):
+        next(iter_pages(pdf, max_pixels=10_000_000, dpi=2400)[1])
+
+
 def test_pdf_without_pypdfium2_says_what_to_install(tmp_path):
     p = tmp_path / "x.pdf"
     Image.new("RGB", (50, 20), "white").save(p, resolution=72)

@@ -109,3 +109,19 @@ def test_attention_columns_drop_the_prefix_tokens_and_sum_rows():
             want[t, j] = sum(att[t, l, p + i * gw + j] for l in range(2) for i in range(gh)) / 2
         want[t] /= want[t].sum()
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_recognition_carries_the_cross_attention_of_generate():
+    from trocr_np.generate import GenerationOptions, generate
+    from trocr_np.model import load_model
+    from trocr_np.preprocess import preprocess
+    from trocr_np.recognize import recognize
+    model = load_model(bundled.bundled_model_dir())
+    crop = np.full((32, 160, 3), 255, np.uint8)
+    crop[10:22, 20:140] = 0
+    o = GenerationOptions(max_new_tokens=6, output_attentions=True)
+    r, = recognize(model, [crop], o)
+    want = generate(model, preprocess([crop], model.config), o).cross_attentions[0]
+    assert r.cross_attention.shape == (len(r.token_ids), model.config.decoder.decoder_layers, model.config.encoder.seq_len)
+    np.testing.assert_array_equal(r.cross_attention, want)
+    assert recognize(model, [crop], GenerationOptions(max_new_tokens=6))[0].cross_attention is None
