@@ -79,12 +79,16 @@ class SpmModel:
 
 # ---------------------------------------------------------------------------------------------- wire format
 
+def _bad(where: str, why: str) -> SentencePieceError:
+    return SentencePieceError(f"{where}: not a valid SentencePiece model ({why}; truncated or foreign file?)")
+
+
 def _varint(buf: bytes, pos: int, end: int, where: str) -> tuple[int, int]:
     """Decode a base-128 varint at buf[pos:end] -> (value as uint64, next position)."""
     value = shift = 0
     while True:
         if pos >= end:
-            raise SentencePieceError(f"{where}: truncated varint")
+            raise _bad(where, "truncated varint")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -92,7 +96,7 @@ def _varint(buf: bytes, pos: int, end: int, where: str) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift >= 70:  # a varint is at most 10 bytes
-            raise SentencePieceError(f"{where}: varint longer than 10 bytes")
+            raise _bad(where, "varint longer than 10 bytes")
 
 
 def _records(buf: bytes, start: int, end: int, where: str) -> list[tuple[int, int, object]]:
@@ -106,7 +110,7 @@ def _records(buf: bytes, start: int, end: int, where: str) -> list[tuple[int, in
         key, pos = _varint(buf, pos, end, where)
         field, wire = key >> 3, key & 7
         if field == 0:
-            raise SentencePieceError(f"{where}: field number 0 at byte {pos}")
+            raise _bad(where, f"field number 0 at byte {pos}")
         if wire == _VARINT:
             value, pos = _varint(buf, pos, end, where)
         elif wire in (_FIXED64, _FIXED32, _LEN):
@@ -115,11 +119,10 @@ def _records(buf: bytes, start: int, end: int, where: str) -> list[tuple[int, in
             else:
                 n = 8 if wire == _FIXED64 else 4
             if n > end - pos:
-                raise SentencePieceError(f"{where}: field {field} needs {n} bytes at byte {pos}, "
-                                         f"only {end - pos} left (truncated file?)")
+                raise _bad(where, f"field {field} needs {n} bytes at byte {pos}, only {end - pos} left")
             value, pos = buf[pos:pos + n], pos + n
         else:
-            raise SentencePieceError(f"{where}: unsupported wire type {wire} (field {field}) at byte {pos}")
+            raise _bad(where, f"unsupported wire type {wire} (field {field}) at byte {pos}")
         out.append((field, wire, value))
     return out
 
@@ -137,18 +140,18 @@ def _fields(records, schema: dict[int, tuple[str, str]], where: str) -> dict[str
             continue
         name, kind = schema[field]
         if wire != wire_of[kind]:
-            raise SentencePieceError(f"{where}: field {name} has wire type {wire}, expected {wire_of[kind]}")
+            raise _bad(where, f"field {name} has wire type {wire}, expected {wire_of[kind]}")
         if kind == "str":
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise SentencePieceError(f"{where}: field {name} is not valid UTF-8") from None
+                raise _bad(where, f"field {name} is not valid UTF-8") from None
         elif kind == "bool":
             value = value != 0
         elif kind in ("int32", "enum"):
             value = value - (1 << 64) if value >= 1 << 63 else value  # negative int32s are sign-extended to 64 bits
             if not -(1 << 31) <= value < 1 << 31:
-                raise SentencePieceError(f"{where}: field {name} = {value} is out of int32 range")
+                raise _bad(where, f"field {name} = {value} is out of int32 range")
         elif kind == "float":
             value = struct.unpack("<f", value)[0]
         out[name] = value
@@ -167,34 +170,38 @@ def parse_model(buf: bytes, where: str = "<bytes>") -> SpmModel:
     """Serialised ModelProto -> SpmModel, validated (where: the file name used in error messages)."""
     buf = bytes(buf)
     if not buf:
-        raise SentencePieceError(f"{where}: empty file, not a SentencePiece model")
-    pieces, trainer, normalizer = [], {}, {}
+        raise _bad(where, "empty file")
+    pieces, trainer, normalizer, present = [], {}, {}, set()
     for field, wire, value in _records(buf, 0, len(buf), where):
+        present.add(field)
         # ModelProto has fields 1..5 and extensions from 200; anything else means this is some other file
         if not (1 <= field <= 5 or field >= 200):
-            raise SentencePieceError(f"{where}: unknown top-level field {field}, not a SentencePiece model")
+            raise _bad(where, f"unknown top-level field {field}")
         if field in (1, 2, 3) and wire != _LEN:
-            raise SentencePieceError(f"{where}: top-level field {field} has wire type {wire}, expected 2 "
-                                     "(not a SentencePiece model?)")
+            raise _bad(where, f"top-level field {field} has wire type {wire}, expected 2")
         if field == 1:
             n = len(pieces)
             p = _fields(_records(value, 0, len(value), f"{where} piece {n}"), _PIECE, f"{where} piece {n}")
             pieces.append(Piece(p.get("piece", ""), p.get("score", 0.0), p.get("type", NORMAL)))
-        elif field == 2:  # a repeated message field occurring twice is merged; last scalar wins
+        elif field == 2:  # a message field given twice is merged, its scalars last-one-wins (protobuf rules)
             trainer.update(_fields(_records(value, 0, len(value), f"{where} trainer_spec"), _TRAINER,
                                    f"{where} trainer_spec"))
         elif field == 3:
             normalizer.update(_fields(_records(value, 0, len(value), f"{where} normalizer_spec"), _NORMALIZER,
                                       f"{where} normalizer_spec"))
+    if not pieces:
+        raise _bad(where, "no pieces")
+    # spm_train always writes both specs after the pieces, so a file cut short at a record boundary lacks them
+    for field, name in ((2, "trainer_spec"), (3, "normalizer_spec")):
+        if field not in present:
+            raise _bad(where, f"no {name}")
     model = SpmModel(tuple(pieces), TrainerSpec(**trainer), NormalizerSpec(**normalizer))
     _validate(model, where)
     return model
 
 
 def _validate(m: SpmModel, where: str) -> None:
-    """The checks SentencePiece itself makes on load (model_interface.cc), so a foreign file cannot pass."""
-    if not m.pieces:
-        raise SentencePieceError(f"{where}: no pieces, not a SentencePiece model")
+    """Invariants every model SentencePiece writes holds (non-empty unique pieces, known types, one <unk>)."""
     seen = set()
     for i, p in enumerate(m.pieces):
         if not p.piece:
