@@ -263,9 +263,9 @@ def xlmr_tokenizer(model: SpmModel, specials: dict[str, AddedToken] | None = Non
                                                  pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme)])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
 
-    for t in added:
-        (tok.add_special_tokens if t.special else tok.add_tokens)([t])
     tok.add_special_tokens(list(names.values()))
+    for t in added:  # after the names: tokenizer_config's added_tokens_decoder flags win, as in transformers
+        (tok.add_special_tokens if t.special else tok.add_tokens)([t])
     # spm control pieces are special, user-defined ones are not; both are matched whole on the raw text
     for p in model.pieces:
         if p.type in (CONTROL, USER_DEFINED):
