@@ -125,18 +125,34 @@ def cases(models, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------ reader
 
-@pytest.mark.parametrize("name", ["unigram", "bpe", "symbols"])
-def test_reader_matches_protobuf(models, name):
+def _edited(proto):
+    """Every field we read set away from its default (negative int32s, false flags, no charsmap)."""
+    t, n = proto.trainer_spec, proto.normalizer_spec
+    t.model_type, t.vocab_size, t.byte_fallback, t.pad_id, t.bos_id, t.eos_id = 2, 123, True, -1, -7, 2 ** 31 - 1
+    t.unk_piece, t.bos_piece, t.eos_piece, t.pad_piece = "[UNK]", "ß", "日本", "<p>"
+    n.name, n.precompiled_charsmap = "identity", b""
+    n.add_dummy_prefix, n.remove_extra_whitespaces, n.escape_whitespaces = False, False, False
+    proto.pieces[5].score = -1e30
+    return proto
+
+
+@pytest.mark.parametrize("name", ["unigram", "bpe", "symbols", "edited"])
+def test_reader_matches_protobuf(models, name, tmp_path):
     """Every field we read equals what protobuf's generated ModelProto parser reads."""
     from transformers.convert_slow_tokenizer import import_protobuf
     proto = import_protobuf().ModelProto()
-    proto.ParseFromString(models[name].read_bytes())
-    m = spm.read_model(models[name])
+    proto.ParseFromString(models["unigram" if name == "edited" else name].read_bytes())
+    f = models.get(name)
+    if name == "edited":
+        f = tmp_path / "edited.model"
+        f.write_bytes(_edited(proto).SerializeToString())
+    m = spm.read_model(f)
     assert [(p.piece, p.score, p.type) for p in m.pieces] == [(p.piece, p.score, p.type) for p in proto.pieces]
     for spec, ref in ((m.trainer_spec, proto.trainer_spec), (m.normalizer_spec, proto.normalizer_spec)):
         for field in spec.__dataclass_fields__:
             assert getattr(spec, field) == getattr(ref, field), field
-    assert m.trainer_spec.model_type == {"unigram": spm.UNIGRAM, "bpe": spm.BPE, "symbols": spm.UNIGRAM}[name]
+    assert m.trainer_spec.model_type == {"unigram": spm.UNIGRAM, "bpe": spm.BPE, "symbols": spm.UNIGRAM,
+                                         "edited": spm.BPE}[name]
 
 
 def test_pipeline_equals_transformers_backend(cases):
@@ -262,3 +278,24 @@ def test_load_tokenizer_names_bad_model(tmp_path):
     with pytest.raises(ValueError, match="sentencepiece.bpe.model: not a valid SentencePiece model"):
         load_tokenizer(d)
 
+
+
+def test_trocr_small_folder_converts_and_decodes_like_processor(cases, tmp_path):
+    """A trocr-small-like folder (sentencepiece only): TrOCRProcessor picks XLMRobertaTokenizer, `convert`
+    copies the .model and the converted folder's tokenizer batch-decodes generate-like rows like the processor."""
+    from conftest import make_hf_trocr
+
+    from trocr_np.convert import convert_trocr
+    from trocr_np.model import load_model
+    d, ours, _ = cases["unigram_small"]
+    _, src = make_hf_trocr(tmp_path, "tiny", tokenizer=None, vocab_size=ours.get_vocab_size())
+    for f in d.iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    proc = transformers.TrOCRProcessor.from_pretrained(str(src))
+    assert type(proc.tokenizer).__name__ == "XLMRobertaTokenizer"
+    tok = load_model(convert_trocr(src, tmp_path / "out")).tokenizer
+    texts = ["Hello, world!", " it's 3.5 kg .", "naïve café", "", "Ωψ 数字"]
+    rows = [[2, 0] + proc.tokenizer(t, add_special_tokens=False)["input_ids"] + [2] for t in texts]
+    rows = [r + [1] * (max(map(len, rows)) - len(r)) for r in rows]
+    assert batch_decode(tok, rows) == proc.batch_decode(rows, skip_special_tokens=True)
+    assert [e.ids for e in tok.encode_batch(texts)] == proc.tokenizer(texts)["input_ids"]
