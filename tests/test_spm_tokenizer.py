@@ -168,7 +168,7 @@ def test_pipeline_equals_transformers_backend(cases):
             for j in (a, b):
                 j["added_tokens"].sort(key=lambda t: t["id"])
             keys = set(a) | set(b)
-            if name == "symbols_saved":  # our decoder also carries clean_up_tokenization (transformers does it in Python)
+            if name == "symbols_saved":  # our decoder also does clean_up_tokenization (transformers: in Python)
                 keys.discard("decoder")
             for k in keys:
                 assert a.get(k) == b.get(k), (name, k)
