@@ -25,6 +25,8 @@ import numpy as np
 from numba import njit
 
 # The primitives are re-exported: notebooks and older code reach them through this module.
+# Numba's cache stamps a kernel with its own file only: after editing cv_ops.py, delete
+# detector_np/__pycache__/postprocess.*.nb[ic], or the kernels below keep the old primitives.
 from .cv_ops import (_box_points, _dilate_binary, _label4, _line_hits, _min_area_rect,  # noqa: F401
                      _perspective_transform, _warp_label_mask, box_points, dilate_rect,
                      label_components, min_area_rect)
