@@ -2,7 +2,8 @@
 
 Each function reproduces one OpenCV call that `craft_utils` makes, with the semantics (and,
 where the result depends on it, the float32/float64 arithmetic) of OpenCV 5.0, so the boxes
-come out bit-identical without OpenCV installed. Checked against cv2 in tests/test_postprocess.py.
+come out bit-identical without OpenCV installed. Checked against cv2 in tests/test_postprocess.py,
+and against readable references in tests/test_postprocess_reference.py. Points are (x, y), y down.
 
   label_components   cv2.connectedComponentsWithStats(connectivity=4): labels in raster order
                      of each component's first pixel, stats [x, y, w, h, area]
@@ -16,8 +17,6 @@ come out bit-identical without OpenCV installed. Checked against cv2 in tests/te
   _warp_label_mask   cv2.warpPerspective(INTER_NEAREST) of a label map, compared with one label
   _line_hits         cv2.line(thickness=1, LINE_8) drawn and tested against a mask (clipLine +
                      LineIterator's Bresenham)
-
-Points are (x, y) with y pointing down (image rows), as in OpenCV.
 References: OpenCV 5.0 modules/imgproc (connectedcomponents.cpp, morph.dispatch.cpp, convhull.cpp,
 rotcalipers.cpp, imgwarp.cpp, drawing.cpp), modules/core (lapack.cpp, types.cpp); Andrew, "Another
 efficient algorithm for convex hulls in two dimensions", IPL 1979.
@@ -91,11 +90,14 @@ def _label4(mask):
         for x in range(w):
             k = final[labels[y, x]]
             labels[y, x] = k
-            stats[k, 0] = min(stats[k, 0], x)
-            stats[k, 1] = min(stats[k, 1], y)
-            stats[k, 2] = max(stats[k, 2], x)
-            stats[k, 3] = max(stats[k, 3], y)
             stats[k, 4] += 1
+            if x < stats[k, 0]:
+                stats[k, 0] = x
+            if x > stats[k, 2]:
+                stats[k, 2] = x
+            if y < stats[k, 1]:  # rows come in order: only the first pixel of a label sets it
+                stats[k, 1] = y
+            stats[k, 3] = y
     for k in range(n):
         if stats[k, 4] > 0:
             stats[k, 2] -= stats[k, 0] - 1
@@ -122,32 +124,36 @@ def label_components(mask):
 # dilation with a k x k rectangle (cv2.dilate + getStructuringElement(MORPH_RECT))
 
 @njit(cache=True)
-def _dilate_rows(src, lo, hi):
-    """(h, w) uint8 0/1 -> (h, w) uint8: 1 where the row window [x - lo, x + hi] holds a 1.
-    A running count over the window, so the cost does not grow with k."""
+def _dilate_binary(src, k):
+    """(h, w) uint8 0/1 -> (h, w) uint8 0/1. Separable running count over each window."""
     h, w = src.shape
-    out = np.zeros((h, w), np.uint8)
+    lo = k // 2          # OpenCV's default anchor: window is [p - k//2, p + k - 1 - k//2]
+    hi = k - 1 - lo
+    tmp = np.zeros((h, w), np.uint8)
     for y in range(h):
         cnt = 0
         for x in range(min(hi, w - 1) + 1):  # window of x = 0 is [-lo, hi]
             cnt += src[y, x]
         for x in range(w):
             if cnt > 0:
-                out[y, x] = 1
+                tmp[y, x] = 1
             if x + hi + 1 < w:
                 cnt += src[y, x + hi + 1]
             if x - lo >= 0:
                 cnt -= src[y, x - lo]
+    out = np.zeros((h, w), np.uint8)
+    for x in range(w):
+        cnt = 0
+        for y in range(min(hi, h - 1) + 1):
+            cnt += tmp[y, x]
+        for y in range(h):
+            if cnt > 0:
+                out[y, x] = 1
+            if y + hi + 1 < h:
+                cnt += tmp[y + hi + 1, x]
+            if y - lo >= 0:
+                cnt -= tmp[y - lo, x]
     return out
-
-
-@njit(cache=True)
-def _dilate_binary(src, k):
-    """(h, w) uint8 0/1 -> (h, w) uint8 0/1: the square is separable, rows then columns."""
-    lo = k // 2          # OpenCV's default anchor: window is [p - k//2, p + k - 1 - k//2]
-    hi = k - 1 - lo
-    rows = _dilate_rows(src, lo, hi)
-    return np.ascontiguousarray(_dilate_rows(np.ascontiguousarray(rows.T), lo, hi).T)
 
 
 def dilate_rect(mask, k):
@@ -334,10 +340,7 @@ def _min_area_rect(px, py, key):
         o = _rotating_calipers(hx, hy)
         res[0] = o[0] + (o[2] + o[4]) * half
         res[1] = o[1] + (o[3] + o[5]) * half
-        o2 = np.float64(o[2])
-        o3 = np.float64(o[3])
-        o4 = np.float64(o[4])
-        o5 = np.float64(o[5])
+        o2, o3, o4, o5 = np.float64(o[2]), np.float64(o[3]), np.float64(o[4]), np.float64(o[5])
         res[2] = np.float32(math.sqrt(o2 * o2 + o3 * o3))
         res[3] = np.float32(math.sqrt(o4 * o4 + o5 * o5))
         angle = math.atan2(o3, o2)
@@ -508,11 +511,9 @@ def _warp_label_mask(labels, m, out_w, out_h, k):
                 ww = 1.0 / ww if ww != 0.0 else 0.0
                 fx = max(int_min, min(int_max, (x0 + im[0, 0] * x1) * ww))
                 fy = max(int_min, min(int_max, (y0 + im[1, 0] * x1) * ww))
-                sx = int(np.rint(fx))
-                sy = int(np.rint(fy))
-                # OpenCV stores the map as int16 (saturating)
-                sx = max(-32768, min(32767, sx))
-                sy = max(-32768, min(32767, sy))
+                # rounded to nearest-even; OpenCV stores the map as int16 (saturating)
+                sx = max(-32768, min(32767, int(np.rint(fx))))
+                sy = max(-32768, min(32767, int(np.rint(fy))))
                 if 0 <= sx < src_w and 0 <= sy < src_h and labels[sy, sx] == k:
                     out[y, bx + x1] = 1
     return out
@@ -572,7 +573,6 @@ def _line_hits(mask, x1, y1, x2, y2):
     dy = y2 - y1
     if dx < 0:  # always walk left to right
         x1, y1, x2, y2, dx, dy = x2, y2, x1, y1, -dx, -dy
-    sx = 1
     sy = 1 if dy >= 0 else -1
     dy = abs(dy)
     vert = dy > dx
@@ -589,9 +589,9 @@ def _line_hits(mask, x1, y1, x2, y2):
         if vert:
             y += sy
             if minor:
-                x += sx
+                x += 1
         else:
-            x += sx
+            x += 1
             if minor:
                 y += sy
     return False
