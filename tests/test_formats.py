@@ -465,7 +465,6 @@ def test_readers_name_the_file_on_bad_input():
 # ---------------------------------------------------------------- the real pipeline
 @pytest.fixture(scope="module")
 def real_page():
-    pytest.importorskip("trocr_np.bundled", reason="bundled recogniser not installed")
     from trocr_np import ocr_page
     path = Path(__file__).parents[1] / "examples" / "handwritten_note.png"
     return ocr_page(path, source=str(path))
