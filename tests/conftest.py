@@ -37,8 +37,9 @@ import pytest
 
 TROCR_PRESETS = {
     # name: (encoder kwargs, decoder kwargs, image processor kwargs)
+    # (a non-default encoder layer_norm_eps, so that a reader ignoring the field fails the tests)
     "tiny": (dict(model_type="vit", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=64, image_size=32, patch_size=8, qkv_bias=False),
+                  intermediate_size=64, image_size=32, patch_size=8, qkv_bias=False, layer_norm_eps=1e-3),
              dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=64,
                   activation_function="gelu", cross_attention_hidden_size=32),
              dict(resample=2)),

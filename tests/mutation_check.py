@@ -1,0 +1,214 @@
+"""Mutation check: can the TrOCR tests see every parameter and every quirk?
+
+    python tests/mutation_check.py            # all mutants, 2 at a time
+    python tests/mutation_check.py -j 1 -k eps
+
+Each mutant is a one-line change to a copy of the source (a bias dropped, a LayerNorm gain or bias
+ignored, an eps changed, scale_embedding ignored, the position offset 2 -> 0, the sinusoidal table
+interleaved, the DeiT distillation token replaced, an image-processor field ignored, ...). The fast
+TrOCR parity subset (`SUBSET`) runs against each copy; a mutant is *killed* when a test fails. The
+script prints a Markdown table and exits 1 if any mutant survives (or the unmutated copy fails).
+
+Left out on purpose, because they are *equivalent* mutants (no test can kill them): dropping the
+key-projection bias of any attention. q.(k + b) = q.k + q.b adds the same number to every score of
+a query, and softmax is invariant to that, so the output is identical up to rounding.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY = ("trocr_np", "ocr_base", "detector_np", "tests", "pyproject.toml")
+
+# The fast subset of the TrOCR tests that sees the network and the image processing.
+SUBSET = [
+    "tests/test_trocr_parity.py", "-k",
+    "(encoder_matches_hf or decoder_logits_match_hf or preprocess_options or sinusoidal_table) "
+    "and not base and not large",
+    "tests/test_trocr_fast_paths.py::test_encoder_layer_fast_equals_reference",
+    "tests/test_checkpoint_layouts.py::test_processor_config_precedence",
+]
+
+D, E, P, C = "trocr_np/decoder.py", "trocr_np/encoder.py", "trocr_np/preprocess.py", "trocr_np/config.py"
+
+
+def _ones(key):   # a LayerNorm gain ignored
+    return (f'params[p + "{key}.weight"]', f'np.ones_like(params[p + "{key}.weight"])')
+
+
+def _zeros(key):  # a LayerNorm bias ignored
+    return (f'params[p + "{key}.bias"]', f'np.zeros_like(params[p + "{key}.bias"])')
+
+
+# name: (file, old text, new text, which occurrence of old (1-based))
+MUTANTS = {
+    # ---- decoder
+    "dec self q bias dropped": (D, 'params[a + "q_proj.bias"]) * scale  # HF scales q', ') * scale', 1),
+    "dec self v bias dropped": (D, 'params[a + "v_proj.weight"], params[a + "v_proj.bias"])',
+                                'params[a + "v_proj.weight"])', 1),
+    "dec self out bias dropped": (D, 'params[a + "out_proj.weight"], params[a + "out_proj.bias"])',
+                                  'params[a + "out_proj.weight"])', 1),
+    "dec cross q bias dropped": (D, 'params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale',
+                                 'params[a + "q_proj.weight"]) * scale', 2),
+    "dec cross v bias dropped": (D, 'params[a + name + ".bias"])', 'params[a + name + ".bias"] '
+                                 'if name == "k_proj" else None)', 1),
+    "dec cross out bias dropped": (D, 'params[a + "out_proj.weight"], params[a + "out_proj.bias"])',
+                                   'params[a + "out_proj.weight"])', 2),
+    "dec fc1 bias dropped": (D, 'params[p + "fc1.bias"]', 'np.zeros_like(params[p + "fc1.bias"])', 1),
+    "dec fc2 bias dropped": (D, 'params[p + "fc2.weight"], params[p + "fc2.bias"])', 'params[p + "fc2.weight"])', 1),
+    "dec self_attn_layer_norm gain ignored": (D, *_ones("self_attn_layer_norm"), 1),
+    "dec self_attn_layer_norm bias ignored": (D, *_zeros("self_attn_layer_norm"), 1),
+    "dec encoder_attn_layer_norm gain ignored": (D, *_ones("encoder_attn_layer_norm"), 1),
+    "dec encoder_attn_layer_norm bias ignored": (D, *_zeros("encoder_attn_layer_norm"), 1),
+    "dec final_layer_norm gain ignored": (D, *_ones("final_layer_norm"), 1),
+    "dec final_layer_norm bias ignored": (D, *_zeros("final_layer_norm"), 1),
+    "dec layernorm_embedding gain ignored": (D, 'params[_P + "layernorm_embedding.weight"]',
+                                             'np.ones_like(params[_P + "layernorm_embedding.weight"])', 1),
+    "dec layernorm_embedding bias ignored": (D, 'params[_P + "layernorm_embedding.bias"]',
+                                             'np.zeros_like(params[_P + "layernorm_embedding.bias"])', 1),
+    "dec LayerNorm eps 1e-5 -> 1e-12": (D, "DEC_LN_EPS = 1e-5", "DEC_LN_EPS = 1e-12", 1),
+    "dec scale_embedding ignored": (D, "if d.scale_embedding:", "if False:", 1),
+    "dec learned position offset 2 -> 0": (D, "table[start + 2:start + T + 2]", "table[start:start + T]", 1),
+    "dec sinusoidal interleaved": (D, "t = np.concatenate([np.sin(ang), np.cos(ang)], axis=1)",
+                                   "t = np.stack([np.sin(ang), np.cos(ang)], axis=2).reshape(n, -1)", 1),
+    "dec sinusoidal padding row kept": (D, "t[padding_idx] = 0", "pass", 1),
+    "enc_to_dec_proj bias dropped": (D, 'params["enc_to_dec_proj.weight"], params["enc_to_dec_proj.bias"])',
+                                     'params["enc_to_dec_proj.weight"])', 1),
+    # ---- encoder (encoder_layer_fast is what runs; encoder_layer is its reference)
+    "enc patch bias dropped": (E, 'params[p + "patch_embeddings.projection.bias"])', "None)", 1),
+    "enc position embeddings dropped": (E, 'x += params[p + "position_embeddings"]', "x += 0", 1),
+    "enc cls token zeroed": (E, 'prefix = [params[p + "cls_token"]]',
+                             'prefix = [np.zeros_like(params[p + "cls_token"])]', 1),
+    "enc DeiT distillation token dropped (cls twice)": (E, 'prefix.append(params[p + "distillation_token"])',
+                                                       'prefix.append(params[p + "cls_token"])', 1),
+    "enc query bias dropped": (E, 'params[a + name + ".bias"] if e.qkv_bias else None',
+                               'params[a + name + ".bias"] if e.qkv_bias and name != "query" else None', 1),
+    "enc value bias dropped": (E, 'params[a + name + ".bias"] if e.qkv_bias else None',
+                               'params[a + name + ".bias"] if e.qkv_bias and name != "value" else None', 1),
+    "enc attention output bias dropped": (E, 'params[p + "attention.output.dense.weight"], '
+                                          'params[p + "attention.output.dense.bias"])',
+                                          'params[p + "attention.output.dense.weight"])', 2),
+    "enc intermediate bias dropped": (E, 'params[p + "intermediate.dense.bias"]',
+                                      'np.zeros_like(params[p + "intermediate.dense.bias"])', 2),
+    "enc output bias dropped": (E, 'y += params[p + "output.dense.bias"]', "y += 0", 1),
+    "enc layernorm_before gain ignored": (E, *_ones("layernorm_before"), 2),
+    "enc layernorm_before bias ignored": (E, *_zeros("layernorm_before"), 2),
+    "enc layernorm_after gain ignored": (E, *_ones("layernorm_after"), 2),
+    "enc layernorm_after bias ignored": (E, *_zeros("layernorm_after"), 2),
+    "enc final layernorm gain ignored": (E, 'params["encoder.layernorm.weight"]',
+                                         'np.ones_like(params["encoder.layernorm.weight"])', 1),
+    "enc final layernorm bias ignored": (E, 'params["encoder.layernorm.bias"]',
+                                         'np.zeros_like(params["encoder.layernorm.bias"])', 1),
+    "enc layer_norm_eps from config ignored": (C, 'layer_norm_eps=_get(d, "layer_norm_eps", where, 1e-12, float)',
+                                               "layer_norm_eps=1e-12", 1),
+    "enc reference qkv bias dropped": (E, 'b = params[a + name + ".bias"] if qkv_bias else None', "b = None", 1),
+    "enc reference layernorm_after bias ignored": (E, *_zeros("layernorm_after"), 1),
+    # ---- image processing
+    "pre resample ignored (bilinear)": (P, "resample=p.resample", "resample=2", 1),
+    "pre rescale_factor ignored": (P, "* p.rescale_factor", "* (1 / 255)", 1),
+    "pre image_mean ignored": (P, "np.asarray(p.image_mean, np.float32)", "np.full(3, 0.5, np.float32)", 1),
+    "pre image_std ignored": (P, "np.asarray(p.image_std, np.float32)", "np.full(3, 0.5, np.float32)", 1),
+    "pre do_normalize ignored": (P, "if p.do_normalize:", "if True:", 1),
+    "pre do_center_crop ignored": (P, "if p.do_center_crop:", "if False:", 1),
+    "cfg processor_config.json ignored": (C, 'nested = _read_json(proc_path).get("image_processor")',
+                                          "nested = None", 1),
+}
+
+
+def apply(text: str, old: str, new: str, occurrence: int, where: str) -> str:
+    starts = [m.start() for m in re.finditer(re.escape(old), text)]
+    if len(starts) < occurrence:
+        raise SystemExit(f"{where}: mutant text {old!r} found {len(starts)} times, need occurrence {occurrence}")
+    i = starts[occurrence - 1]
+    return text[:i] + new + text[i + len(old):]
+
+
+def make_copy() -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="trocr-mutants-"))
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+        else:
+            shutil.copy2(src, tmp / name)
+    return tmp
+
+
+def run_subset(copy: Path) -> tuple[int, str, float]:
+    env = dict(os.environ, PYTHONPATH=str(copy), TROCR_NP_CACHE=str(copy / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    t = time.time()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        "-W", "ignore", *SUBSET], cwd=copy, env=env, capture_output=True, text=True, timeout=1800)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
+    return r.returncode, (failed[0] if failed else r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""), \
+        time.time() - t
+
+
+def check(copy: Path, name: str) -> tuple[str, int, str, float]:
+    path, old, new, occ = MUTANTS[name]
+    target = copy / path
+    original = target.read_text()
+    target.write_text(apply(original, old, new, occ, f"{path} ({name})"))
+    try:
+        rc, first, secs = run_subset(copy)
+    finally:
+        target.write_text(original)
+    return name, rc, first, secs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="mutants run at once (one source copy each)")
+    ap.add_argument("-k", default="", help="only mutants whose name contains this")
+    args = ap.parse_args(argv)
+    names = [n for n in MUTANTS if args.k in n]
+    for n in names:  # every mutant must apply before anything runs
+        path, old, new, occ = MUTANTS[n]
+        apply((ROOT / path).read_text(), old, new, occ, f"{path} ({n})")
+    copies = [make_copy() for _ in range(max(1, min(args.jobs, len(names))))]
+    try:
+        rc, first, secs = run_subset(copies[0])
+        print(f"unmutated: rc={rc} ({secs:.0f} s) {first}", flush=True)
+        if rc != 0:
+            print("the unmutated copy fails the subset: fix that first")
+            return 1
+        results = []
+        free = list(copies)
+        with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
+            pending = {}
+            queue = list(names)
+            while queue or pending:
+                while queue and free:
+                    c = free.pop()
+                    pending[pool.submit(check, c, queue.pop(0))] = c
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for f in done:
+                    free.append(pending.pop(f))
+                    results.append(f.result())
+                    n, rc, first, secs = results[-1]
+                    print(f"  {n}: {'killed' if rc in (1, 2) else 'SURVIVED' if rc == 0 else f'rc={rc}'} "
+                          f"({secs:.0f} s)", flush=True)
+    finally:
+        for c in copies:
+            shutil.rmtree(c, ignore_errors=True)
+    results.sort(key=lambda r: names.index(r[0]))
+    print("\n| mutant | file | result | first failing test |\n|---|---|---|---|")
+    for n, rc, first, _ in results:
+        status = "killed" if rc in (1, 2) else "**SURVIVED**" if rc == 0 else f"error rc={rc}"
+        print(f"| {n} | {MUTANTS[n][0]} | {status} | {first if rc else ''} |")
+    survived = [r for r in results if r[1] not in (1, 2)]
+    print(f"\n{len(results) - len(survived)} of {len(results)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
