@@ -139,7 +139,7 @@ def images():
     return random_line_images(3, seed=11)
 
 
-@pytest.fixture(scope="module", params=list(LAYOUTS))
+@pytest.fixture(params=list(LAYOUTS))
 def layout(request, tmp_path_factory, images):
     """(name, HF folder, {generation kwargs name: (ids rows, texts)} from the reference)."""
     name = request.param
@@ -166,10 +166,6 @@ def _settings(name):
     return {"defaults": {}, "beam": dict(num_beams=3, max_new_tokens=12)}
 
 
-def _options(kw):
-    return GenerationOptions(**kw)
-
-
 def _trim(row, eos):
     """A reference row without the pads after its first EOS (HF pads shorter rows of a batch)."""
     for i, t in enumerate(row[1:], 1):
@@ -181,9 +177,8 @@ def _trim(row, eos):
 def _ours(model, images, name):
     out = {}
     for key, kw in _settings(name).items():
-        rs = recognize(model, images, _options(kw))
-        out[key] = ([[model.config.decoder_start_token_id if "start" not in kw else kw["start"]] + r.token_ids
-                     for r in rs], [r.text for r in rs])
+        rs = recognize(model, images, GenerationOptions(**kw))
+        out[key] = ([[model.config.decoder_start_token_id] + r.token_ids for r in rs], [r.text for r in rs])
     return out
 
 
@@ -193,13 +188,11 @@ def _check(ours, ref, name):
     assert max(len(r) for r in rows) > 4 and any(t for _, texts in ref.values() for t in texts)  # not trivial
 
 
-def test_converted(layout, images, tmp_path):
+def test_layout(layout, images, tmp_path, monkeypatch, capsys):
+    """One layout, three ways in: converted, used directly (API, then from the cache), and the CLI."""
     name, d, ref = layout
     _check(_ours(load_model(convert_mod.convert_trocr(d, tmp_path / "ours")), images, name), ref, name)
 
-
-def test_used_directly_api(layout, images, monkeypatch):
-    name, d, ref = layout
     entry = cache_entry(d)
     model = load_model(d)  # converted into the cache ...
     assert (entry / "model.safetensors").is_file()
@@ -210,17 +203,12 @@ def test_used_directly_api(layout, images, monkeypatch):
     monkeypatch.setattr(convert_mod, "convert_trocr", no_conversion)
     _check(_ours(load_model(d), images, name), ref, name)  # ... and read from it the next time
 
-
-def test_used_directly_cli(layout, images, tmp_path, capsys):
-    name, d, ref = layout
     paths = []
     for i, im in enumerate(images):
         paths.append(tmp_path / f"{i}.png")
         im.save(paths[-1])
     for key, kw in _settings(name).items():
-        flags = []
-        for k, v in kw.items():
-            flags += [f"--{k.replace('_', '-')}", str(v)]
+        flags = [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]
         assert main(["recognize", "--model", str(d), "--json", *flags, *map(str, paths)]) == 0
         got = json.loads(capsys.readouterr().out)
         ids, texts = ref[key]
@@ -269,7 +257,7 @@ def test_processor_config_precedence(tmp_path):
     dict(size={"shortest_edge": 40}, default_to_square=False, do_center_crop=True, crop_size=32),
     dict(size=48, default_to_square=False, do_center_crop=True, crop_size={"height": 48, "width": 48}),
     dict(do_resize=False, do_center_crop=True, crop_size={"height": 48, "width": 48}, do_convert_rgb=True),
-    dict(size=[48, 48], resample=None, do_rescale=False, do_normalize=True, image_mean=0.3, image_std=0.7),
+    dict(size=[48, 48], do_rescale=False, do_normalize=True, image_mean=0.3, image_std=0.7),
 ], ids=["shortest_edge", "int-no-square", "no-resize-crop", "list-size-scalar-mean"])
 def test_preprocessor_size_forms(pp, tmp_path):
     """size as {shortest_edge}, an int with default_to_square false, [h, w]; nulls take the class default."""
