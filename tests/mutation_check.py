@@ -29,14 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ("trocr_np", "ocr_base", "detector_np", "tests", "pyproject.toml")
 
-# The fast subset of the TrOCR tests that sees the network and the image processing.
-SUBSET = [
-    "tests/test_trocr_parity.py", "-k",
-    "(encoder_matches_hf or decoder_logits_match_hf or preprocess_options or sinusoidal_table) "
-    "and not base and not large and not small",  # (DeiT: mismatch; scale_embedding: sinusoidal)
-    "tests/test_trocr_fast_paths.py::test_encoder_layer_fast_equals_reference",
-    "tests/test_checkpoint_layouts.py::test_processor_config_precedence",
-]
+# The fast subset of the TrOCR tests that sees the network and the image processing, in the order run
+# (pytest -x stops at the first failure): whole-model logits first (they run the encoder too).
+_PARITY = "tests/test_trocr_parity.py::"
+_FAST_PRESETS = ("tiny", "sinusoidal", "mismatch", "nonsquare")  # (DeiT: mismatch; scale_embedding: sinusoidal)
+SUBSET = ([f"{_PARITY}test_decoder_logits_match_hf[{p}]" for p in _FAST_PRESETS]
+          + [f"{_PARITY}test_encoder_matches_hf[{p}]" for p in _FAST_PRESETS]
+          + [f"{_PARITY}test_sinusoidal_table_matches_hf",
+             "tests/test_trocr_fast_paths.py::test_encoder_layer_fast_equals_reference",
+             "tests/test_checkpoint_layouts.py::test_processor_config_precedence",
+             f"{_PARITY}test_preprocess_options"])
 
 D, E, P, C = "trocr_np/decoder.py", "trocr_np/encoder.py", "trocr_np/preprocess.py", "trocr_np/config.py"
 

@@ -310,3 +310,26 @@ def test_cache_key_follows_the_files(tmp_path):
     second = cache_entry(d)
     assert second != first
     assert load_model(d).config.generation["num_beams"] == 2 and (second / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------------- tokenizer files
+
+def test_legacy_added_tokens_json(tmp_path):
+    """vocab.json + merges.txt + added_tokens.json (4.x, no added_tokens_decoder): the tokens a fine-tune
+    added, plain and special, encode and decode like transformers' tokenizer."""
+    from conftest import write_bpe_tokenizer
+    from trocr_np.tokenizer import batch_decode, load_tokenizer
+    d = tmp_path / "tok"
+    n = write_bpe_tokenizer(d, "vocab_merges")
+    cfg = {k: v for k, v in json.loads((d / "tokenizer_config.json").read_text()).items() if k != "added_tokens_decoder"}
+    cfg["additional_special_tokens"] = ["<sig>"]
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (d / "added_tokens.json").write_text(json.dumps({"ſ": n, "<sig>": n + 1, "naïve": n + 2}))
+    ref, ours = transformers.AutoTokenizer.from_pretrained(str(d)), load_tokenizer(d)
+    assert len(ref) == ours.get_vocab_size() == n + 3
+    texts = ["the ſ long s", "<sig> signed", "a naïve dog", "ſſ<sig>naïve", "Hello, world!"]
+    ids = [e.ids for e in ours.encode_batch(texts)]
+    assert ids == ref(texts)["input_ids"] and any(n in r for r in ids) and any(n + 2 in r for r in ids)
+    rows = ids + [[0, n, 5, n + 1, n + 2, 2], [n + 1, 7, n]]
+    assert batch_decode(ours, rows) == ref.batch_decode(rows, skip_special_tokens=True)
+    assert batch_decode(ours, rows, skip_special_tokens=False) == ref.batch_decode(rows)
