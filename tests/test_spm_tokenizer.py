@@ -4,7 +4,8 @@ Models are trained here with the `sentencepiece` package on generated English-is
 punctuation, a few accented and CJK words): a unigram and a BPE model, and a unigram model with
 user-defined and control symbols. Each is saved as `sentencepiece.bpe.model` in a folder shaped like
 trocr-small (tokenizer_config.json + special_tokens_map.json, `<mask>` with lstrip), a bare folder, and a
-folder as transformers 4.x saved it (added_tokens_decoder, clean_up_tokenization_spaces on).
+folder as transformers 4.x saved it (added_tokens_decoder, clean_up_tokenization_spaces on), and one with
+add_prefix_space off.
 
 References: transformers 5.24 `AutoTokenizer` (what TrOCRProcessor loads) and
 `XLMRobertaTokenizer.from_pretrained`. In 5.24 there is no sentencepiece-backed XLM-R tokenizer any more:
@@ -110,12 +111,15 @@ def cases(models, tmp_path_factory):
     dirs = {"unigram_small": _folder(root, "unigram_small", models["unigram"], _SMALL_CFG, _SMALL_MAP),
             "bpe_small": _folder(root, "bpe_small", models["bpe"], _SMALL_CFG, _SMALL_MAP),
             "unigram_bare": _folder(root, "unigram_bare", models["unigram"]),
+            "bpe_no_prefix": _folder(root, "bpe_no_prefix", models["bpe"],
+                                     {"tokenizer_class": "XLMRobertaTokenizer", "add_prefix_space": False}),
             "symbols_saved": _folder(root, "symbols_saved", models["symbols"], _saved_cfg(n_sym))}
     out = {}
     for name, d in dirs.items():
         refs = [transformers.XLMRobertaTokenizer.from_pretrained(str(d))]
         if (d / "tokenizer_config.json").is_file():  # AutoTokenizer needs the config to pick the class
             refs.append(transformers.AutoTokenizer.from_pretrained(str(d)))
+            assert type(refs[1]) is type(refs[0])  # 5.24: one class, XLMRobertaTokenizerFast is an alias
         ours = load_tokenizer(d)
         for ref in refs:  # the reference really read the pieces (without protobuf it silently has 5 tokens)
             assert len(ref) == ours.get_vocab_size() == len(spm.read_model(d / "sentencepiece.bpe.model").pieces) + 2
@@ -125,18 +129,34 @@ def cases(models, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------ reader
 
-@pytest.mark.parametrize("name", ["unigram", "bpe", "symbols"])
-def test_reader_matches_protobuf(models, name):
+def _edited(proto):
+    """Every field we read set away from its default (negative int32s, false flags, no charsmap)."""
+    t, n = proto.trainer_spec, proto.normalizer_spec
+    t.model_type, t.vocab_size, t.byte_fallback, t.pad_id, t.bos_id, t.eos_id = 2, 123, True, -1, -7, 2 ** 31 - 1
+    t.unk_piece, t.bos_piece, t.eos_piece, t.pad_piece = "[UNK]", "ß", "日本", "<p>"
+    n.name, n.precompiled_charsmap = "identity", b""
+    n.add_dummy_prefix, n.remove_extra_whitespaces, n.escape_whitespaces = False, False, False
+    proto.pieces[5].score = -1e30
+    return proto
+
+
+@pytest.mark.parametrize("name", ["unigram", "bpe", "symbols", "edited"])
+def test_reader_matches_protobuf(models, name, tmp_path):
     """Every field we read equals what protobuf's generated ModelProto parser reads."""
     from transformers.convert_slow_tokenizer import import_protobuf
     proto = import_protobuf().ModelProto()
-    proto.ParseFromString(models[name].read_bytes())
-    m = spm.read_model(models[name])
+    proto.ParseFromString(models["unigram" if name == "edited" else name].read_bytes())
+    f = models.get(name)
+    if name == "edited":
+        f = tmp_path / "edited.model"
+        f.write_bytes(_edited(proto).SerializeToString())
+    m = spm.read_model(f)
     assert [(p.piece, p.score, p.type) for p in m.pieces] == [(p.piece, p.score, p.type) for p in proto.pieces]
     for spec, ref in ((m.trainer_spec, proto.trainer_spec), (m.normalizer_spec, proto.normalizer_spec)):
         for field in spec.__dataclass_fields__:
             assert getattr(spec, field) == getattr(ref, field), field
-    assert m.trainer_spec.model_type == {"unigram": spm.UNIGRAM, "bpe": spm.BPE, "symbols": spm.UNIGRAM}[name]
+    assert m.trainer_spec.model_type == {"unigram": spm.UNIGRAM, "bpe": spm.BPE, "symbols": spm.UNIGRAM,
+                                         "edited": spm.BPE}[name]
 
 
 def test_pipeline_equals_transformers_backend(cases):
@@ -148,7 +168,7 @@ def test_pipeline_equals_transformers_backend(cases):
             for j in (a, b):
                 j["added_tokens"].sort(key=lambda t: t["id"])
             keys = set(a) | set(b)
-            if name == "symbols_saved":  # our decoder also carries clean_up_tokenization (transformers does it in Python)
+            if name == "symbols_saved":  # our decoder also does clean_up_tokenization (transformers: in Python)
                 keys.discard("decoder")
             for k in keys:
                 assert a.get(k) == b.get(k), (name, k)
@@ -173,12 +193,12 @@ TEXT = st.one_of(st.lists(st.sampled_from(_ALPHABET), max_size=40).map("".join),
 def test_encode_matches_transformers(cases, batch):
     """ids with and without <s> ... </s>, and the decoded round trip, equal the reference's."""
     for name, (d, ours, refs) in cases.items():
+        ref = refs[-1]  # AutoTokenizer where the folder names a class (the others: test_pipeline_equals_...)
         got = [e.ids for e in ours.encode_batch(batch)]
-        bare = [e.ids for e in ours.encode_batch(batch, add_special_tokens=False)]
-        for ref in refs:
-            assert got == ref(batch)["input_ids"], name
-            assert bare == ref(batch, add_special_tokens=False)["input_ids"], name
-        assert batch_decode(ours, got) == refs[0].batch_decode(got, skip_special_tokens=True), name
+        assert got == ref(batch)["input_ids"], name
+        assert [e.ids for e in ours.encode_batch(batch, add_special_tokens=False)] == ref(
+            batch, add_special_tokens=False)["input_ids"], name
+        assert batch_decode(ours, got) == ref.batch_decode(got, skip_special_tokens=True), name
 
 
 _ID = st.one_of(st.integers(0, 5), st.integers(0, 1 << 20))  # 0-4: the specials, 5: <mask> (last id)
@@ -191,9 +211,8 @@ def test_decode_matches_transformers(cases, rows):
     for name, (d, ours, refs) in cases.items():
         n = ours.get_vocab_size()
         ids = [[i if i < 5 else n - 1 if i == 5 else i % n for i in r] for r in rows]
-        for ref in refs:
-            assert batch_decode(ours, ids) == ref.batch_decode(ids, skip_special_tokens=True), name
-        assert batch_decode(ours, ids, skip_special_tokens=False) == refs[0].batch_decode(ids), name
+        assert batch_decode(ours, ids) == refs[-1].batch_decode(ids, skip_special_tokens=True), name
+        assert batch_decode(ours, ids, skip_special_tokens=False) == refs[-1].batch_decode(ids), name
 
 
 def test_fairseq_layout(cases, models):
@@ -241,18 +260,48 @@ def test_bad_model_files_raise_clear_errors(models, tmp_path):
 
 
 def test_corrupted_bytes_never_crash(models):
-    """Flipped bytes in a real model: parsed or a SentencePieceError, never an IndexError / struct.error."""
-    good = bytearray(models["bpe"].read_bytes())
+    """Changed bytes in a real model: parsed or a SentencePieceError, never an IndexError / struct.error.
+    (Without its charsmap, which takes any byte and is checked by the test below.)"""
+    from transformers.convert_slow_tokenizer import import_protobuf
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString(models["bpe"].read_bytes())
+    proto.normalizer_spec.precompiled_charsmap = b""
+    good = proto.SerializeToString()
     rng = np.random.default_rng(1)
-    head = len(good) // 8  # pieces live at the front; the charsmap blob behind them takes any byte
     for _ in range(300):
         buf = bytearray(good)
-        for pos in rng.integers(0, head, int(rng.integers(1, 4))):
+        for pos in rng.integers(0, len(good), int(rng.integers(1, 4))):
             buf[pos] = int(rng.integers(0, 256))
         try:
             spm.parse_model(bytes(buf), "corrupted.model")
         except spm.SentencePieceError as e:
             assert str(e).startswith("corrupted.model")
+
+
+def test_corrupted_charsmap_is_refused_or_safe(models):
+    """Bytes changed in the charsmap's trie: refused when read, or the tokenizer built on it encodes without the
+    Rust normaliser panicking (it indexes the trie unchecked)."""
+    from transformers.convert_slow_tokenizer import import_protobuf
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString(models["unigram"].read_bytes())
+    cm = proto.normalizer_spec.precompiled_charsmap
+    n = int.from_bytes(cm[:4], "little")
+    rng = np.random.default_rng(2)
+    texts = ["hello é 数字 ｆｕｌｌ ﬁ ½ Ⅻ \u3000 x", "".join(chr(int(c)) for c in rng.integers(32, 0x3000, 300))]
+    refused = 0
+    for _ in range(40):
+        b = bytearray(cm)
+        for pos in rng.integers(0, 4 + n, int(rng.integers(1, 4))):
+            b[pos] = int(rng.integers(0, 256))
+        proto.normalizer_spec.precompiled_charsmap = bytes(b)
+        try:
+            m = spm.parse_model(proto.SerializeToString(), "corrupted.model")
+        except spm.SentencePieceError as e:
+            assert str(e).startswith("corrupted.model: not a valid SentencePiece model"), e
+            refused += 1
+            continue
+        spm.xlmr_tokenizer(m).encode_batch(texts)
+    assert 0 < refused < 40  # both outcomes were exercised
 
 
 def test_load_tokenizer_names_bad_model(tmp_path):
@@ -262,3 +311,48 @@ def test_load_tokenizer_names_bad_model(tmp_path):
     with pytest.raises(ValueError, match="sentencepiece.bpe.model: not a valid SentencePiece model"):
         load_tokenizer(d)
 
+
+
+def test_trocr_small_folder_converts_and_decodes_like_processor(cases, tmp_path):
+    """A trocr-small-like folder (sentencepiece only): TrOCRProcessor picks XLMRobertaTokenizer, `convert`
+    copies the .model and the converted folder's tokenizer batch-decodes generate-like rows like the processor."""
+    from conftest import make_hf_trocr
+
+    from trocr_np.convert import convert_trocr
+    from trocr_np.model import load_model
+    d, ours, _ = cases["unigram_small"]
+    _, src = make_hf_trocr(tmp_path, "tiny", tokenizer=None, vocab_size=ours.get_vocab_size())
+    for f in d.iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    proc = transformers.TrOCRProcessor.from_pretrained(str(src))
+    assert type(proc.tokenizer).__name__ == "XLMRobertaTokenizer"
+    tok = load_model(convert_trocr(src, tmp_path / "out")).tokenizer
+    texts = ["Hello, world!", " it's 3.5 kg .", "naïve café", "", "Ωψ 数字"]
+    rows = [[2, 0] + proc.tokenizer(t, add_special_tokens=False)["input_ids"] + [2] for t in texts]
+    rows = [r + [1] * (max(map(len, rows)) - len(r)) for r in rows]
+    assert batch_decode(tok, rows) == proc.batch_decode(rows, skip_special_tokens=True)
+    assert [e.ids for e in tok.encode_batch(texts)] == proc.tokenizer(texts)["input_ids"]
+
+
+_NO_SPM = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sentencepiece", "google", "torch", "transformers"):
+            raise ImportError(f"imported {name}")
+sys.meta_path.insert(0, Block())
+from trocr_np.tokenizer import load_tokenizer
+tok = load_tokenizer(sys.argv[1])
+print(json.dumps(tok.encode(sys.argv[2]).ids))
+"""
+
+
+def test_reads_without_sentencepiece_or_protobuf(cases):
+    """A fresh interpreter where importing sentencepiece / protobuf / torch / transformers raises."""
+    import subprocess
+    import sys
+    d, _, refs = cases["bpe_small"]
+    text = "Hello, wörld 12\t数字!"
+    r = subprocess.run([sys.executable, "-c", _NO_SPM, str(d), text], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == refs[0](text)["input_ids"]

@@ -9,14 +9,16 @@ References:
 
 A `.model` file is one serialised ModelProto: repeated `pieces` (piece, score, type), a `trainer_spec`
 (model type, special ids and pieces) and a `normalizer_spec` (the precompiled NFKC charsmap and the
-whitespace flags). `read_model` parses just those fields, checking every length against the buffer, so a
-truncated or foreign file raises `SentencePieceError` naming the file instead of an IndexError.
+whitespace flags). `read_model` parses just those fields, checking every length against the buffer and
+every index the charsmap's trie can reach, so a truncated, corrupt or foreign file raises
+`SentencePieceError` naming the file instead of an IndexError here or a Rust panic at encode time.
 
 `xlmr_tokenizer` then builds what transformers 5.24 builds for `XLMRobertaTokenizer.from_pretrained` on a
 folder with only this file: the fairseq id layout (`<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, spm piece i>=3
 at id i+1, `<mask>` last), a Unigram model over the piece scores (transformers 5.24 uses Unigram for BPE-type
 files too), the Precompiled normaliser, WhitespaceSplit + Metaspace pre-tokeniser, Metaspace decoder and
-the `<s> $A </s>` template.
+the `<s> $A </s>` template. Decoding (ids -> text, all OCR needs) is the same for either model type; encoding
+a BPE-type model this way differs from `sentencepiece` itself (and from transformers 4.x) on most words.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
@@ -197,6 +200,8 @@ def parse_model(buf: bytes, where: str = "<bytes>") -> SpmModel:
             raise _bad(where, f"no {name}")
     model = SpmModel(tuple(pieces), TrainerSpec(**trainer), NormalizerSpec(**normalizer))
     _validate(model, where)
+    if model.normalizer_spec.precompiled_charsmap:
+        _check_charsmap(model.normalizer_spec.precompiled_charsmap, where)
     return model
 
 
@@ -216,6 +221,48 @@ def _validate(m: SpmModel, where: str) -> None:
     unk = [i for i, p in enumerate(m.pieces) if p.type == UNKNOWN]
     if len(unk) != 1:
         raise SentencePieceError(f"{where}: {len(unk)} unknown pieces, a SentencePiece model has exactly one")
+
+
+def _check_charsmap(cm: bytes, where: str) -> None:
+    """Check every index the Precompiled normaliser can touch in this charsmap.
+
+    Layout: uint32 trie size in bytes, a darts-clone double-array trie (uint32 units) over the UTF-8 bytes
+    of the input, then NUL-terminated replacement strings the trie's leaves point into. `tokenizers`
+    indexes the trie without bounds checks, so a corrupt map would panic at encode time: walk every node
+    reachable from the root (breadth-first, all 255 non-NUL bytes at once) and check children, leaves
+    and replacement offsets are in range.
+    """
+    n = int.from_bytes(cm[:4], "little") if len(cm) >= 4 else 0
+    if n == 0 or n % 4 or 4 + n > len(cm):
+        raise _bad(where, f"precompiled_charsmap trie size {n} does not fit its {len(cm)} bytes")
+    units = np.frombuffer(cm, "<u4", n // 4, 4).astype(np.int64)
+    strings = cm[4 + n:]
+    try:
+        strings.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(where, "precompiled_charsmap replacements are not valid UTF-8") from None
+    if not strings or strings[-1] != 0:
+        raise _bad(where, "precompiled_charsmap replacements are not NUL-terminated")
+    base = np.arange(len(units)) ^ ((units >> 10) << ((units & (1 << 9)) >> 6))  # children of i: base[i] ^ byte
+    label, leaf = units & ((1 << 31) | 0xFF), (units >> 8) & 1
+    byte = np.arange(1, 256)
+    seen = np.zeros(len(units), bool)
+    nodes = np.array([0])
+    while nodes.size:
+        if (base[nodes] | 0xFF).max() >= len(units):
+            raise _bad(where, "precompiled_charsmap trie points outside itself")
+        child = base[nodes][:, None] ^ byte
+        child = np.unique(child[label[child] == byte])
+        child = child[~seen[child]]
+        seen[child] = True
+        leaves = child[leaf[child] == 1]
+        if leaves.size and base[leaves].max() >= len(units):
+            raise _bad(where, "precompiled_charsmap trie points outside itself")
+        values = units[base[leaves]] & 0x7FFFFFFF
+        if values.size and (values.max() >= len(strings) or
+                            (np.frombuffer(strings, np.uint8)[values] & 0xC0 == 0x80).any()):
+            raise _bad(where, "precompiled_charsmap points outside its replacement strings")
+        nodes = child
 
 
 def read_model(path) -> SpmModel:
