@@ -8,6 +8,8 @@ ignored, an eps changed, scale_embedding ignored, the position offset 2 -> 0, th
 interleaved, the DeiT distillation token replaced, an image-processor field ignored, ...). The fast
 TrOCR parity subset (`SUBSET`) runs against each copy; a mutant is *killed* when a test fails. The
 script prints a Markdown table and exits 1 if any mutant survives (or the unmutated copy fails).
+torch and transformers are imported once and each run is a forked child (POSIX), so a mutant costs
+its tests, not the imports.
 
 Left out on purpose, because they are *equivalent* mutants (no test can kill them): dropping the
 key-projection bias of any attention. q.(k + b) = q.k + q.b adds the same number to every score of
@@ -16,11 +18,10 @@ a query, and softmax is invariant to that, so the output is identical up to roun
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -145,26 +146,78 @@ def make_copy() -> Path:
     return tmp
 
 
-def run_subset(copy: Path) -> tuple[int, str, float]:
-    env = dict(os.environ, PYTHONPATH=str(copy), TROCR_NP_CACHE=str(copy / ".cache"), PYTHONDONTWRITEBYTECODE="1")
-    t = time.time()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                        "-W", "ignore", *SUBSET], cwd=copy, env=env, capture_output=True, text=True, timeout=1800)
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
-    return r.returncode, (failed[0] if failed else r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""), \
-        time.time() - t
+def _prewarm() -> None:
+    """Import the heavy third-party modules once, in the parent: each mutant's pytest runs in a forked
+    child that inherits them (not our own packages: those come fresh from the mutated copy)."""
+    import numba  # noqa: F401
+    import pytest  # noqa: F401
+    import torch  # noqa: F401
+    import transformers
+    for name in ("VisionEncoderDecoderModel", "VisionEncoderDecoderConfig", "ViTConfig", "DeiTConfig", "TrOCRConfig",
+                 "TrOCRProcessor", "AutoImageProcessor", "AutoTokenizer", "RobertaTokenizer"):
+        getattr(transformers, name)
+    from transformers.models.deit import image_processing_pil_deit  # noqa: F401
+    from transformers.models.vit import image_processing_pil_vit  # noqa: F401
 
 
-def check(copy: Path, name: str) -> tuple[str, int, str, float]:
-    path, old, new, occ = MUTANTS[name]
-    target = copy / path
-    original = target.read_text()
-    target.write_text(apply(original, old, new, occ, f"{path} ({name})"))
+def _child(copy: Path, log: Path) -> None:
+    """In the forked child: run the subset on `copy`, exit with pytest's status."""
+    rc = 3
     try:
-        rc, first, secs = run_subset(copy)
+        signal.alarm(1800)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.chdir(copy)
+        sys.path[:] = [str(copy)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "tests")]
+        os.environ.update(TROCR_NP_CACHE=str(copy / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+        import pytest
+        rc = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-W", "ignore", *SUBSET]))
     finally:
-        target.write_text(original)
-    return name, rc, first, secs
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
+def _outcome(log: Path) -> str:
+    out = log.read_text(errors="replace")
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", out, re.M)
+    lines = out.strip().splitlines()
+    return failed[0] if failed else lines[-1] if lines else ""
+
+
+def run_all(copies: list[Path], jobs: list[tuple[str | None, tuple | None]], report) -> list:
+    """Run (name, mutant) jobs on the copies, len(copies) at a time (fork per job); mutant None = unmutated."""
+    free, running, results = list(copies), {}, []
+    queue = list(jobs)
+    while queue or running:
+        while queue and free:
+            copy = free.pop()
+            name, mutant = queue.pop(0)
+            restore = None
+            if mutant is not None:
+                path, old, new, occ = mutant
+                target = copy / path
+                restore = (target, target.read_text())
+                target.write_text(apply(restore[1], old, new, occ, f"{path} ({name})"))
+            log = copy / ".mutant.log"
+            pid = os.fork()
+            if pid == 0:
+                _child(copy, log)
+            running[pid] = (copy, name, time.time(), restore, log)
+        pid, status = os.wait()
+        copy, name, t0, restore, log = running.pop(pid)
+        if restore is not None:
+            restore[0].write_text(restore[1])
+        rc = os.waitstatus_to_exitcode(status)
+        results.append((name, rc, _outcome(log), time.time() - t0))
+        report(results[-1])
+        free.append(copy)
+    return results
+
+
+def _status(rc: int) -> str:
+    return "killed" if rc in (1, 2) else "SURVIVED" if rc == 0 else f"error rc={rc}"
 
 
 def main(argv=None) -> int:
@@ -176,36 +229,23 @@ def main(argv=None) -> int:
     for n in names:  # every mutant must apply before anything runs
         path, old, new, occ = MUTANTS[n]
         apply((ROOT / path).read_text(), old, new, occ, f"{path} ({n})")
+    _prewarm()
     copies = [make_copy() for _ in range(max(1, min(args.jobs, len(names))))]
     try:
-        rc, first, secs = run_subset(copies[0])
+        [(_, rc, first, secs)] = run_all(copies[:1], [(None, None)], lambda r: None)
         print(f"unmutated: rc={rc} ({secs:.0f} s) {first}", flush=True)
         if rc != 0:
             print("the unmutated copy fails the subset: fix that first")
             return 1
-        results = []
-        free = list(copies)
-        with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
-            pending = {}
-            queue = list(names)
-            while queue or pending:
-                while queue and free:
-                    c = free.pop()
-                    pending[pool.submit(check, c, queue.pop(0))] = c
-                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                for f in done:
-                    free.append(pending.pop(f))
-                    results.append(f.result())
-                    n, rc, first, secs = results[-1]
-                    print(f"  {n}: {'killed' if rc in (1, 2) else 'SURVIVED' if rc == 0 else f'rc={rc}'} "
-                          f"({secs:.0f} s)", flush=True)
+        results = run_all(copies, [(n, MUTANTS[n]) for n in names],
+                          lambda r: print(f"  {r[0]}: {_status(r[1])} ({r[3]:.0f} s)", flush=True))
     finally:
         for c in copies:
             shutil.rmtree(c, ignore_errors=True)
     results.sort(key=lambda r: names.index(r[0]))
     print("\n| mutant | file | result | first failing test |\n|---|---|---|---|")
     for n, rc, first, _ in results:
-        status = "killed" if rc in (1, 2) else "**SURVIVED**" if rc == 0 else f"error rc={rc}"
+        status = _status(rc) if rc != 0 else "**SURVIVED**"
         print(f"| {n} | {MUTANTS[n][0]} | {status} | {first if rc else ''} |")
     survived = [r for r in results if r[1] not in (1, 2)]
     print(f"\n{len(results) - len(survived)} of {len(results)} mutants killed")

@@ -333,3 +333,16 @@ def test_legacy_added_tokens_json(tmp_path):
     rows = ids + [[0, n, 5, n + 1, n + 2, 2], [n + 1, 7, n]]
     assert batch_decode(ours, rows) == ref.batch_decode(rows, skip_special_tokens=True)
     assert batch_decode(ours, rows, skip_special_tokens=False) == ref.batch_decode(rows)
+
+
+def test_unwritable_cache_converts_in_memory(tmp_path, monkeypatch):
+    """No writable cache: the HF folder still loads (converted into a temporary folder, read, removed)."""
+    _, d = make_hf_trocr(tmp_path, "tiny", tokenizer="json")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TROCR_NP_CACHE", str(blocker))
+    model = load_model(d)
+    ref = load_model(convert_mod.convert_trocr(d, tmp_path / "ours"))
+    assert model.params.keys() == ref.params.keys() and model.tokenizer is not None
+    assert all(np.array_equal(model.params[k], ref.params[k]) for k in ref.params)
+    assert blocker.is_file()
