@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recognize", help="recognise single text-line images")
     r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--model", required=True, help="converted trocr-np model folder")
+    r.add_argument("--model", required=True,
+                   help="trocr-np model folder, or a Hugging Face TrOCR folder (converted into the cache on first use)")
     _add_generation_options(r, GenerationOptions())
     r.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="line images recognised together")
     r.add_argument("--json", action="store_true", help="print text, token ids and log-probabilities per image")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("ocr", help="detect and recognise text on whole pages")
     o.add_argument("inputs", nargs="+", metavar="INPUT", help="image or PDF files, or folders")
-    o.add_argument("--model", default=None, help="converted trocr-np model folder (default: the bundled one)")
+    o.add_argument("--model", default=None, help="trocr-np or Hugging Face TrOCR model folder (default: the bundled one)")
     o.add_argument("--format", default=_default(OutputOptions, "format"), choices=FORMATS,
                    help="what to write (default: txt); without -o it goes to stdout")
     o.add_argument("-o", "--output", default=None, metavar="OUT",

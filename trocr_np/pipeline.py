@@ -192,7 +192,7 @@ def default_model_dir() -> Path:
 
 
 def resolve_model(model):
-    """A TrOCRModel, a converted model folder, or None (the bundled model) -> TrOCRModel."""
+    """A TrOCRModel, a trocr-np or HF model folder, or None (the bundled model) -> TrOCRModel."""
     if model is None:
         model = default_model_dir()
     if isinstance(model, (str, os.PathLike)):
@@ -252,7 +252,7 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     """OCR one page.
 
     image:            anything `ocr_base.image_io.load_image` takes (path, bytes, PIL, ndarray).
-    model:            TrOCRModel, converted model folder, or None for the bundled model.
+    model:            TrOCRModel, trocr-np or HF model folder, or None for the bundled model.
     detector_params:  CRAFT params dict (detector_np.load_craft()), a weights path, or None (default weights).
     options:          PageOptions (detector, line grouping, generation, batching).
     refiner:          LinkRefiner params already loaded (else options.detect.refiner, a path, is loaded).

@@ -64,7 +64,23 @@ def _special_specs(d: Path, tok_cfg: dict) -> tuple[list[AddedToken], dict]:
         spec = smap.get(key, tok_cfg.get(key))
         if spec is not None:
             names[key] = spec
+    if not added and (d / "added_tokens.json").is_file():
+        extra = [t for src in (tok_cfg, smap) for key in ("additional_special_tokens", "extra_special_tokens")
+                 for t in (src.get(key) if isinstance(src.get(key), list) else [])]
+        added = _legacy_added_tokens(d / "added_tokens.json", list(names.values()) + extra)
     return added, names
+
+
+def _legacy_added_tokens(path: Path, special_specs: list) -> list[AddedToken]:
+    """added_tokens.json ({token: id}, transformers 4.x), read as transformers 5.24 reads it when
+    tokenizer_config.json has no added_tokens_decoder: in id order, special iff a named or additional
+    special token (then not normalized), else a normalized plain token."""
+    table = _read_json(path)
+    if not isinstance(table, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in table.values()):
+        raise TokenizerError(f"{path}: expected a JSON object mapping tokens to integer ids")
+    specials = {v if isinstance(v, str) else v.get("content") for v in special_specs}
+    return [AddedToken(t, lstrip=False, rstrip=False, normalized=t not in specials, special=t in specials)
+            for t, _ in sorted(table.items(), key=lambda kv: kv[1])]
 
 
 def _bpe_from_vocab_merges(d: Path, tok_cfg: dict) -> Tokenizer:
