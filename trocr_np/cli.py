@@ -20,7 +20,7 @@ import sys
 from dataclasses import fields
 
 from detector_np.detect import DetectOptions
-from detector_np.lines import LineOptions
+from detector_np.lines import METHODS as LINE_METHODS, LineOptions
 
 from .generate import GenerationOptions
 from .pipeline import PageOptions
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     page = PageOptions()
     _add_generation_options(o, page.generation)
     o.add_argument("--batch-size", type=int, default=page.batch_size, help="line crops recognised together")
-    o.add_argument("--lines", choices=["handwriting", "easyocr"], default=_default(LineOptions, "method"),
+    o.add_argument("--lines", choices=list(LINE_METHODS), default=_default(LineOptions, "method"),
                    help="how word boxes become lines (detector_np.lines)")
     _add_detector_options(o)
     o.set_defaults(func=_cmd_ocr)
