@@ -91,14 +91,15 @@ def _mutual_links(cost):
     return [(i, j) for i, j in enumerate(succ) if np.isfinite(cost[i, j]) and pred[j] == i]
 
 
-def chain_words(boxes, options, center):
+def chain_words(boxes, options, center, angle=None):
     """Word quads (N, 4, 2), page coords -> (lines: lists of word indices left to right, marks, skew).
 
-    center: pivot of the de-skew (the page centre).
+    center: pivot of the de-skew (the page centre); angle: the page skew (default: from the boxes).
     """
     o = options
     q = np.asarray(boxes, np.float64).reshape(-1, 4, 2)
-    angle = skew_angle(q) if len(q) else 0.0
+    if angle is None:
+        angle = skew_angle(q) if len(q) else 0.0
     b = _upright(rotate(q, -angle, center), o.straighten_deg)
     h, w = b[:, 3] - b[:, 2], b[:, 1] - b[:, 0]
     typical = float(np.median(h)) if len(b) else 0.0
@@ -328,6 +329,69 @@ def _envelope(pts, half, angle, step):
     return rotate(np.array(upper + lower), angle)
 
 
+def split_merged(q, score_text, s, angle, center, options):
+    """Word quads (N, 4, 2) -> quads where each box taller than split_height typical heights (CRAFT
+    joined words of two touching lines: a descender's affinity reached the next line) is replaced by
+    the boxes of its character blobs (region score > seed_score), upright in the de-skewed frame."""
+    o = options
+    b = _upright(rotate(q, -angle, center), o.straighten_deg)
+    h = b[:, 3] - b[:, 2]
+    typical = float(np.median(h))
+    out = []
+    for i in range(len(q)):
+        if h[i] <= o.split_height * typical:
+            out.append(q[i])
+            continue
+        one = np.zeros(score_text.shape, np.int32)
+        _paint(one, q[i] * s, 1)
+        n, lab, stats = label_components((one > 0) & (score_text > o.seed_score))
+        ys, xs = np.nonzero(lab)
+        if n <= 2:
+            out.append(q[i])
+            continue
+        r = rotate(np.stack([xs, ys], 1) / s, -angle, center)
+        k = lab[ys, xs]
+        half = 0.5 / s
+        for j in range(1, n):
+            pts = r[k == j]
+            if stats[j, 4] < 3:
+                continue
+            u0, v0 = pts.min(0) - half
+            u1, v1 = pts.max(0) + half
+            out.append(rotate(np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]]), angle, center))
+    return np.asarray(out, np.float64).reshape(-1, 4, 2)
+
+
+def _blob_quads(lab, n, keep, s, angle, center):
+    """Upright (de-skewed) page quads (K, 4, 2) around the map blobs j of `lab` with keep[j]."""
+    ys, xs = np.nonzero(lab)
+    k = lab[ys, xs]
+    sel = keep[k]
+    r = rotate(np.stack([xs[sel], ys[sel]], 1) / s, -angle, center)
+    k = k[sel]
+    out = []
+    for j in np.unique(k):
+        pts = r[k == j]
+        (u0, v0), (u1, v1) = pts.min(0) - 0.5 / s, pts.max(0) + 0.5 / s
+        out.append(rotate(np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]]), angle, center))
+    return np.asarray(out, np.float64).reshape(-1, 4, 2)
+
+
+def small_words(q, score_text, s, angle, center, options):
+    """Blobs of the region map (score > seed_score) outside every word box: the short words, initials
+    and punctuation that detection's size threshold dropped -> upright quads (K, 4, 2). They bridge
+    the gaps they leave in a line, and never make a line by themselves."""
+    boxes = np.zeros(score_text.shape, np.int32)
+    for quad in q:
+        _paint(boxes, quad * s, 1)
+    n, lab, stats = label_components(score_text > options.seed_score)
+    touched = np.zeros(n, bool)
+    touched[lab[boxes != 0]] = True
+    keep = ~touched & (stats[:, 4] >= 2)
+    keep[0] = False
+    return _blob_quads(lab, n, keep, s, angle, center)
+
+
 def text_lines(det, image_size, options):
     """A Detection (word boxes and CRAFT's maps) -> (line quads (M, 4, 2), polygons [M x (K, 2)]) float32."""
     o = options
@@ -336,9 +400,14 @@ def text_lines(det, image_size, options):
         quads = box_lines(q, o, image_size)
         return quads, list(quads)
     center = np.asarray(image_size, np.float64) / 2
-    lines, _, angle = chain_words(q, o, center)
     st = np.asarray(det.score_text, np.float32)
     s = float(np.mean(np.asarray(det.ratio, np.float64))) / 2          # page -> map
+    angle = skew_angle(q)
+    q = split_merged(q, st, s, angle, center, o)
+    n_words = len(q)
+    q = np.concatenate([q, small_words(q, st, s, angle, center, o)])
+    lines, _, angle = chain_words(q, o, center, angle)
+    lines = [ln for ln in lines if min(ln) < n_words]
     seeds = np.zeros(st.shape, np.int32)
     for k, ln in enumerate(lines, 1):
         for i in ln:

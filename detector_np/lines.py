@@ -52,7 +52,8 @@ class LineOptions:
     width_ths * height apart, share a row and are merged.
     join_gap .. ink_score: method "lines" (`detector_np.linefind`): words join when less than
     join_gap heights apart and overlapping vertically by join_overlap of the smaller height; boxes
-    smaller than mark_size times the typical height are marks (dots, commas); a line's seed is its
+    smaller than mark_size times the typical height are marks (dots, commas), boxes taller than
+    split_height typical heights (two touching lines joined) are split into their characters; a line's seed is its
     words' pixels with region score > seed_score, and it grows over pixels with score > ink_score.
     """
     method: str = "lines"
@@ -68,6 +69,7 @@ class LineOptions:
     join_gap: float = 2.5
     join_overlap: float = 0.5
     mark_size: float = 0.45
+    split_height: float = 1.5
     seed_score: float = 0.4
     ink_score: float = 0.1
 
@@ -75,7 +77,7 @@ class LineOptions:
         if self.method not in METHODS:
             raise ValueError(f"LineOptions.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         for name in ("slope_ths", "ycenter_ths", "height_ths", "width_ths", "add_margin", "min_size",
-                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size",
+                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size", "split_height",
                      "seed_score", "ink_score"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
