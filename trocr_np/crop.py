@@ -156,3 +156,44 @@ def crop_quad(image, quad, margin: float = 0.0, border="replicate", fill=255, si
         return _warp_bilinear_u8(np.ascontiguousarray(img), H_inv, h + 2 * m, w + 2 * m, border == "constant",
                                  float(fill))
     return warp_perspective(img, H_inv, (h + 2 * m, w + 2 * m), border=border, fill=fill)
+
+
+def otsu_threshold(gray) -> float:
+    """Otsu's threshold of a uint8-valued array: the level t that maximises the between-class
+    variance of (gray <= t) and (gray > t)."""
+    hist = np.bincount(np.asarray(gray, np.uint8).reshape(-1), minlength=256).astype(np.float64)
+    p = hist / max(hist.sum(), 1)
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * np.arange(256))
+    between = (m0[-1] * w0 - m0) ** 2 / np.maximum(w0 * (1 - w0), 1e-12)
+    return float(np.argmax(between))
+
+
+def upright_polarity(crop) -> np.ndarray:
+    """A line crop (h, w[, 3]) uint8 -> the same crop with dark ink on a light background.
+
+    The recogniser was trained on dark ink on light paper; white lettering on a blue poster or a
+    dark street sign reads as invented words. Rule, from the crop alone: Otsu's threshold splits
+    the luminance into a dark and a light class; the background is the class holding most of the
+    crop's outer frame (a line crop's edges are mostly background, even with bold lettering). When
+    the background is the dark class, the crop is returned as its inverted luminance, stretched so
+    that the background median becomes white and the ink median black (the hue is dropped: an
+    inverted blue poster would be orange). Otherwise the crop is returned unchanged.
+    """
+    img = np.asarray(crop)
+    if img.ndim not in (2, 3) or img.dtype != np.uint8:
+        raise ValueError(f"upright_polarity expects an (h, w[, C]) uint8 crop, got {img.dtype} {img.shape}")
+    rgb = img if img.ndim == 3 else img[:, :, None]
+    gray = (rgb[..., :3] @ np.array([0.299, 0.587, 0.114])[:rgb.shape[2]]
+            if rgb.shape[2] >= 3 else rgb[..., 0].astype(np.float64))
+    g8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    if g8.size < 4 or np.ptp(g8) < 16:   # blank or flat: nothing to decide on
+        return img
+    dark = g8 <= otsu_threshold(g8)
+    frame = np.concatenate([dark[0], dark[-1], dark[1:-1, 0], dark[1:-1, -1]])
+    if frame.mean() <= 0.5 or dark.all():
+        return img
+    bg, ink = np.median(gray[dark]), np.median(gray[~dark])
+    out = 255 * np.clip((ink - gray) / max(ink - bg, 1.0), 0, 1)   # ink -> 0, background -> 255
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.repeat(out[:, :, None], img.shape[2], 2) if img.ndim == 3 else out

@@ -42,7 +42,7 @@ from detector_np.lines import LineOptions, find_lines, region_scores
 from detector_np.weights import load_craft, load_refiner
 from ocr_base.image_io import load_image, load_pages
 
-from .crop import crop_quad
+from .crop import crop_quad, upright_polarity
 from .generate import GenerationOptions
 from .recognize import BATCH_SIZE, recognize
 
@@ -63,6 +63,8 @@ class PageOptions:
     group_images: recognise a page's crops together in batches of batch_size (Spark's groupImages);
                   False: one crop at a time.
     margin:       extra context around each crop, as a fraction of the line height.
+    polarity:     turn light-on-dark line crops into dark-on-light before recognition
+                  (`crop.upright_polarity`, decided per line).
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -70,6 +72,7 @@ class PageOptions:
     batch_size: int = BATCH_SIZE
     group_images: bool = True
     margin: float = 0.0
+    polarity: bool = True
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -77,6 +80,8 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"PageOptions.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.polarity, bool):
+            raise ValueError(f"PageOptions.polarity must be True or False, got {self.polarity!r}")
         if not isinstance(self.group_images, bool):
             raise ValueError(f"PageOptions.group_images must be True or False, got {self.group_images!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 2:
@@ -200,7 +205,8 @@ def _as_recognition(r) -> tuple[str, float]:
 
 
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
-             refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1) -> PageResult:
+             refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1,
+             detection=None) -> PageResult:
     """OCR one page.
 
     image:            anything `ocr_base.image_io.load_image` takes (path, bytes, PIL, ndarray).
@@ -210,19 +216,21 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     refiner:          LinkRefiner params already loaded (else options.detect.refiner, a path, is loaded).
     recognizer:       optional callable(list of (h, w, 3) uint8 crops) -> list of (text, confidence)
                       or Recognition; replaces `model` (e.g. a stand-in with known output in tests).
+    detection:        a `detector_np.Detection` of this image already made: detection is skipped
+                      (benchmarks compare line finders on one detection).
     """
     t = {}
     t0 = time.perf_counter()
     im = load_image(image)
     t["load"] = time.perf_counter() - t0
 
-    craft, ref = resolve_detector(detector_params, options.detect, refiner)
+    craft, ref = resolve_detector(detector_params, options.detect, refiner) if detection is None else (None, None)
     if recognizer is None:
         recognizer = trocr_recognizer(resolve_model(model), options)
     rgb = np.asarray(im)
 
     t0 = time.perf_counter()
-    det = detect(rgb, craft, options.detect, refiner=ref)
+    det = detection if detection is not None else detect(rgb, craft, options.detect, refiner=ref)
     t["detect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -237,6 +245,8 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
 
     t0 = time.perf_counter()
     crops = [crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
+    if options.polarity:
+        crops = [upright_polarity(c) for c in crops]
     t["crop"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
