@@ -14,7 +14,8 @@ that one detection. Columns:
     ink                fraction of the true lines' ink pixels inside some region
     CER                page character error rate (trocr_np.metrics.cer) of `ocr_page`'s text with the
                        bundled recogniser, rows in reading order; "before" rows recognise the crops as
-                       they are, the "lines" row normalises their polarity (PageOptions.polarity)
+                       they are, the "lines" row masks what is outside each line's polygon and normalises
+                       the polarity (PageOptions.mask_outside, PageOptions.polarity)
     find %             line finding time as a percentage of the page's detection time
 """
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run_method(method, image, det, recognizer):
     find_s = time.perf_counter() - t
     text = None
     if recognizer is not None:
-        po = PageOptions(lines=o, polarity=method == "lines")
+        po = PageOptions(lines=o, polarity=method == "lines", mask_outside=method == "lines")
         text = ocr_page(image, options=po, recognizer=recognizer, detection=det).text
     return polys, find_s, text
 
@@ -118,7 +119,9 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", nargs="*", default=None, help="photo paths (default: english.png, french.jpg)")
     ap.add_argument("--cache", default=None, help="folder keeping the detections between runs")
     ap.add_argument("--no-ocr", action="store_true", help="geometry only (no recogniser)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = ap.parse_args(argv)
+    methods = args.methods
 
     from pages import find_hands, make_page
     craft = load_craft()
@@ -129,13 +132,13 @@ def main(argv=None) -> int:
         page = make_page(seed, hands)
         d = cached_detection(f"{args.split}_{seed:03d}", page.image, craft, args.cache)
         truth = "\n".join(g.text for g in page.lines)
-        for m in METHODS:
+        for m in methods:
             polys, find_s, text = run_method(m, page.image, d["det"], recognizer)
             rows.append(dict(method=m, find_frac=find_s / d["detect_s"], cer=None if text is None else cer(truth, text),
                              **geometry(page, polys)))
         print(f"page {seed}: {len(page.lines)} lines, {page.kind}, {page.hand}, {page.look}, "
               + ", ".join(f"{x['method']} {x['per_line']:.2f}/line cer {x['cer'] if x['cer'] is None else round(x['cer'], 3)}"
-                          for x in rows[-len(METHODS):]), flush=True)
+                          for x in rows[-len(methods):]), flush=True)
     table(f"generated pages ({args.pages}, {args.split} hands)", rows)
 
     photos = args.photos if args.photos is not None else [Path("/work/shared/images") / p for p in PHOTOS]
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
         image = Image.open(path).convert("RGB")
         d = cached_detection(f"photo_{path.stem}", image, craft, args.cache)
         prow = []
-        for m in METHODS:
+        for m in methods:
             polys, find_s, text = run_method(m, image, d["det"], recognizer)
             prow.append(dict(method=m, per_line=len(polys) / len(truth.splitlines()), find_frac=find_s / d["detect_s"],
                              cer=None if text is None else cer(truth, text)))

@@ -2,6 +2,7 @@
 over CRAFT's region map to cover each line's ink without taking the neighbour's.
 
     chain_words(boxes, options, center) -> (lines [M x word indices], marks [word indices], angle)
+    split_merged / small_words                      word boxes for chaining, from the boxes and the map
     text_lines(det, image_size, options) -> (quads (M, 4, 2), polygons [M x (K, 2)])   (method "lines")
     flood(levels, seeds, mask) / flood_ref(...) -> owner (h, w) int32
 
@@ -165,30 +166,6 @@ def enclosing_quad(points, angle) -> np.ndarray:
     return rotate(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), angle)
 
 
-def box_lines(boxes, options, image_size=None):
-    """Word quads -> line quads (M, 4, 2) from the boxes alone (no maps): marks join the nearest
-    line they overlap vertically within join_gap heights, or stay lines of their own."""
-    q = np.asarray(boxes, np.float64).reshape(-1, 4, 2)
-    center = np.asarray(image_size, np.float64) / 2 if image_size is not None else q.reshape(-1, 2).mean(0)
-    lines, marks, angle = chain_words(q, options, center)
-    b = _upright(rotate(q, -angle, center), options.straighten_deg)
-    ext = [np.array([b[ln, 0].min(), b[ln, 1].max(), b[ln, 2].min(), b[ln, 3].max()]) for ln in lines]
-    for m in marks:
-        best, dist = None, np.inf
-        for k, (u0, u1, v0, v1) in enumerate(ext):
-            reach = options.join_gap * (v1 - v0)
-            d = max(u0 - b[m, 1], b[m, 0] - u1, 0.0)
-            if b[m, 3] > v0 and b[m, 2] < v1 and d < min(reach, dist):
-                best, dist = k, d
-        if best is None:
-            lines.append([m])
-        else:
-            lines[best].append(m)
-    out = [enclosing_quad(q[ln].reshape(-1, 2), line_angle(q[ln], angle)) for ln in lines]
-    out = [x for x in out if side_lengths(x).max() > options.min_size]
-    return np.asarray(out, np.float32).reshape(-1, 4, 2)
-
-
 # ------------------------------------------------------------------ the flood (watershed)
 def flood_ref(levels, seeds, mask):
     """Readable reference of `flood`: seeds (h, w) int32 (0 = none) grow over `mask` (h, w) bool,
@@ -279,8 +256,9 @@ def _paint(seeds, quad, k):
 def _attach(owner, mask, frames, heights, reach):
     """Unclaimed blobs of `mask` -> the nearest line within reach (in place on owner).
 
-    frames: per line (u0, u1, v0, v1) of its pixels in the page's de-skewed frame, and the map
-    pixels' de-skewed coordinates come from `frames["to_frame"]`.
+    frames: (to_frame, ext): to_frame maps map pixel indices (K, 2) to the de-skewed page frame,
+    ext (M, 4) is each line's [u0, u1, v0, v1] there. A blob joins the line it is nearest to along
+    the line (less than reach heights) and across it (less than half a height), dots and commas.
     """
     n, lab, stats = label_components(mask & (owner == 0))
     if n <= 1 or not len(heights):
@@ -345,20 +323,12 @@ def split_merged(q, score_text, s, angle, center, options):
         one = np.zeros(score_text.shape, np.int32)
         _paint(one, q[i] * s, 1)
         n, lab, stats = label_components((one > 0) & (score_text > o.seed_score))
-        ys, xs = np.nonzero(lab)
         if n <= 2:
             out.append(q[i])
             continue
-        r = rotate(np.stack([xs, ys], 1) / s, -angle, center)
-        k = lab[ys, xs]
-        half = 0.5 / s
-        for j in range(1, n):
-            pts = r[k == j]
-            if stats[j, 4] < 3:
-                continue
-            u0, v0 = pts.min(0) - half
-            u1, v1 = pts.max(0) + half
-            out.append(rotate(np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]]), angle, center))
+        keep = stats[:, 4] >= 3
+        keep[0] = False
+        out.extend(_blob_quads(lab, n, keep, s, angle, center))
     return np.asarray(out, np.float64).reshape(-1, 4, 2)
 
 
@@ -397,7 +367,8 @@ def text_lines(det, image_size, options):
     o = options
     q = np.asarray(det.boxes, np.float64).reshape(-1, 4, 2)
     if len(q) == 0 or det.score_text is None:
-        quads = box_lines(q, o, image_size)
+        from .lines import group_lines   # no maps: the boxes alone ("handwriting")
+        quads = group_lines(q, o, image_size)
         return quads, list(quads)
     center = np.asarray(image_size, np.float64) / 2
     st = np.asarray(det.score_text, np.float32)

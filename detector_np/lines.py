@@ -35,7 +35,7 @@ from ocr_base.geometry import rotate, side_lengths
 
 from .group import group_text_box
 from .layout import skew_angle
-from .linefind import box_lines, text_lines
+from .linefind import text_lines
 
 METHODS = ("lines", "handwriting", "easyocr")
 
@@ -102,6 +102,8 @@ def find_lines(det, image_size, options: LineOptions = LineOptions()) -> tuple[n
 def group_lines(boxes, options: LineOptions = LineOptions(), image_size=None) -> np.ndarray:
     """Word boxes (N, 4, 2) -> line quads (M, 4, 2) float32 in page coordinates (see the module docstring).
 
+    From the boxes alone, method "lines" (which needs CRAFT's maps) groups as "handwriting" does.
+
     image_size: (width, height) of the page; its centre is the pivot of the de-rotation.
     """
     o = options
@@ -112,8 +114,6 @@ def group_lines(boxes, options: LineOptions = LineOptions(), image_size=None) ->
         raise ValueError(f"group_lines expects (N, 4, 2) boxes, got shape {boxes.shape}")
     if o.method == "easyocr":
         return _easyocr_lines(boxes, o)
-    if o.method == "lines":
-        return box_lines(boxes, o, image_size)
     angle = skew_angle(boxes)
     center = (np.asarray(image_size, np.float64) / 2) if image_size is not None else boxes.reshape(-1, 2).mean(0)
     deskew = abs(np.rad2deg(angle)) >= o.deskew_min_deg

@@ -197,3 +197,32 @@ def upright_polarity(crop) -> np.ndarray:
     out = 255 * np.clip((ink - gray) / max(ink - bg, 1.0), 0, 1)   # ink -> 0, background -> 255
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return np.repeat(out[:, :, None], img.shape[2], 2) if img.ndim == 3 else out
+
+
+def crop_polygon(image, quad, polygon, margin: float = 0.0) -> np.ndarray:
+    """`crop_quad` of an (H, W, 3) uint8 page, with the pixels outside `polygon` (K, 2) painted in the
+    median colour of the crop's outside pixels (the paper).
+
+    A line's quad is the rectangle holding its whole polygon, ascenders and descenders included,
+    so it also holds the tips of the neighbouring lines' descenders and ascenders; the recogniser
+    reads those as extra letters. Outside the polygon is what belongs to no part of this line.
+    """
+    from PIL import Image, ImageDraw
+    img = np.asarray(image)
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    h, _ = quad_size(q)
+    pad = int(np.ceil(margin * h)) + 2
+    x0, y0 = np.maximum(np.floor(np.minimum(q.min(0), poly.min(0))).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(np.maximum(q.max(0), poly.max(0))).astype(int) + pad, img.shape[1::-1])
+    if x1 <= x0 or y1 <= y0:
+        return crop_quad(img, q, margin=margin)
+    mask = Image.new("L", (int(x1 - x0), int(y1 - y0)), 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in poly - [x0, y0]], fill=255, outline=255)
+    window = np.concatenate([img[y0:y1, x0:x1, :3], np.asarray(mask)[:, :, None]], 2)
+    out = crop_quad(np.ascontiguousarray(window), q - [x0, y0], margin=margin)
+    rgb, inside = out[:, :, :3].copy(), out[:, :, 3] >= 128
+    if inside.all() or not inside.any():
+        return rgb
+    rgb[~inside] = np.median(rgb[~inside], axis=0).astype(np.uint8)
+    return rgb

@@ -42,7 +42,7 @@ from detector_np.lines import LineOptions, find_lines, region_scores
 from detector_np.weights import load_craft, load_refiner
 from ocr_base.image_io import load_image, load_pages
 
-from .crop import crop_quad, upright_polarity
+from .crop import crop_polygon, crop_quad, upright_polarity
 from .generate import GenerationOptions
 from .recognize import BATCH_SIZE, recognize
 
@@ -65,6 +65,8 @@ class PageOptions:
     margin:       extra context around each crop, as a fraction of the line height.
     polarity:     turn light-on-dark line crops into dark-on-light before recognition
                   (`crop.upright_polarity`, decided per line).
+    mask_outside: paint what lies outside the line's polygon in the paper's colour
+                  (`crop.crop_polygon`: the neighbouring lines' ascenders and descenders).
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -73,6 +75,7 @@ class PageOptions:
     group_images: bool = True
     margin: float = 0.0
     polarity: bool = True
+    mask_outside: bool = True
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -80,8 +83,9 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"PageOptions.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not isinstance(self.polarity, bool):
-            raise ValueError(f"PageOptions.polarity must be True or False, got {self.polarity!r}")
+        for name in ("polarity", "mask_outside"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PageOptions.{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.group_images, bool):
             raise ValueError(f"PageOptions.group_images must be True or False, got {self.group_images!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 2:
@@ -244,7 +248,8 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     t["group"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    crops = [crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
+    crops = [crop_polygon(rgb, boxes[i], polys[i], margin=options.margin) if options.mask_outside
+             else crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
     if options.polarity:
         crops = [upright_polarity(c) for c in crops]
     t["crop"] = time.perf_counter() - t0
