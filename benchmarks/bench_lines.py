@@ -39,6 +39,7 @@ from trocr_np.metrics import cer  # noqa: E402
 from trocr_np.pipeline import PageOptions, ocr_page, resolve_model, trocr_recognizer  # noqa: E402
 
 METHODS = ("easyocr", "handwriting", "lines")
+MAX_ASPECT = float(__import__("os").environ.get("BENCH_MAX_ASPECT", "0"))
 PHOTOS = ("english.png", "french.jpg")
 
 
@@ -91,7 +92,8 @@ def run_method(method, image, det, recognizer):
     find_s = time.perf_counter() - t
     text = None
     if recognizer is not None:
-        po = PageOptions(lines=o, polarity=method == "lines", mask_outside=method == "lines")
+        po = PageOptions(lines=o, polarity=method == "lines", mask_outside=method == "lines",
+                         max_aspect=MAX_ASPECT if method == "lines" else 0.0)
         text = ocr_page(image, options=po, recognizer=recognizer, detection=det).text
     return polys, find_s, text
 

@@ -107,7 +107,8 @@ def test_touching_lines_stay_apart_and_cover_their_ink(craft):
 
 
 def test_wide_word_gaps_stay_one_line_and_columns_two(craft):
-    im, quads = render([(14, 20, "one    wide     gap"), (14, 80, "left"), (400, 80, "right")], (560, 130))
+    im, quads = render([(14, 20, "one       wide      gap"), (14, 90, "left"), (420, 90, "right")], (600, 160),
+                       fk=3, fs=30)
     det = detect(im, craft, SMALL)
     _, polys = find_lines(det, im.size, LineOptions())
     assert len(polys) == 3
@@ -170,3 +171,14 @@ def test_photo_crops(name):
     g = out.mean(2)
     assert np.median(g) > 180 and np.percentile(g, 3) < 80     # light background, dark lettering
     assert np.array_equal(upright_polarity(out), out)           # dark-on-light stays as it is
+
+
+def test_split_wide_cuts_at_word_gaps():
+    from trocr_np.crop import split_wide
+    im, _ = render([(6, 4, "alpha   beta   gamma   delta   epsilon   zeta")], (760, 50), fk=3, fs=28)
+    crop = np.asarray(im)
+    pieces = split_wide(crop, 6.0)
+    assert len(pieces) >= 2 and sum(p.shape[1] for p in pieces) == crop.shape[1]
+    for p in pieces:   # every cut falls in a gap: no ink in the cut columns
+        assert (p[:, 0].mean(1) > 200).all()
+    assert len(split_wide(crop, 0)) == 1 and len(split_wide(crop, 100)) == 1

@@ -226,3 +226,30 @@ def crop_polygon(image, quad, polygon, margin: float = 0.0) -> np.ndarray:
         return rgb
     rgb[~inside] = np.median(rgb[~inside], axis=0).astype(np.uint8)
     return rgb
+
+
+def split_wide(crop, max_aspect: float) -> list[np.ndarray]:
+    """A dark-on-light line crop (h, w[, C]) -> pieces no wider than max_aspect * h, cut at the
+    widest inkless column runs (word gaps); [crop] when it is narrow enough or has no gap.
+
+    A whole line squeezed into the recogniser's square input loses resolution as it gets longer;
+    a recogniser trained on short lines reads a long one best in a few word groups.
+    """
+    img = np.asarray(crop)
+    h, w = img.shape[:2]
+    if max_aspect <= 0 or w <= max_aspect * h:
+        return [img]
+    gray = img.mean(2) if img.ndim == 3 else img.astype(np.float64)
+    ink = (gray <= otsu_threshold(np.clip(gray, 0, 255).astype(np.uint8))).sum(0)
+    empty = ink <= max(1, 0.02 * h)
+    pieces, start = [], 0
+    while w - start > max_aspect * h:
+        lo, hi = start + int(0.4 * max_aspect * h), start + int(max_aspect * h)
+        run = np.convolve(empty[lo:hi].astype(float), np.ones(max(3, h // 4)), "same")   # gap width
+        if not len(run) or run.max() < 3:
+            break
+        cut = lo + int(np.argmax(run))
+        pieces.append(img[:, start:cut])
+        start = cut
+    pieces.append(img[:, start:])
+    return pieces

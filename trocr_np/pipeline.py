@@ -42,7 +42,7 @@ from detector_np.lines import LineOptions, find_lines, region_scores
 from detector_np.weights import load_craft, load_refiner
 from ocr_base.image_io import load_image, load_pages
 
-from .crop import crop_polygon, crop_quad, upright_polarity
+from .crop import crop_polygon, crop_quad, split_wide, upright_polarity
 from .generate import GenerationOptions
 from .recognize import BATCH_SIZE, recognize
 
@@ -67,6 +67,8 @@ class PageOptions:
                   (`crop.upright_polarity`, decided per line).
     mask_outside: paint what lies outside the line's polygon in the paper's colour
                   (`crop.crop_polygon`: the neighbouring lines' ascenders and descenders).
+    max_aspect:   recognise lines wider than this many heights in pieces cut at word gaps and
+                  join their texts (`crop.split_wide`); 0: whole lines.
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -76,6 +78,7 @@ class PageOptions:
     margin: float = 0.0
     polarity: bool = True
     mask_outside: bool = True
+    max_aspect: float = 0.0
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -88,6 +91,9 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.group_images, bool):
             raise ValueError(f"PageOptions.group_images must be True or False, got {self.group_images!r}")
+        if isinstance(self.max_aspect, bool) or not isinstance(self.max_aspect, (int, float)) \
+                or not 0 <= self.max_aspect < float("inf"):
+            raise ValueError(f"PageOptions.max_aspect must be a number >= 0, got {self.max_aspect!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 2:
             raise ValueError(f"PageOptions.margin must be a number from 0 to 2, got {self.margin!r}")
 
@@ -255,13 +261,20 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     t["crop"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    recs = []
-    if crops:
-        step = len(crops) if options.group_images else 1
-        for k in range(0, len(crops), step):
-            recs += [_as_recognition(r) for r in recognizer(crops[k:k + step])]
-        if len(recs) != len(crops):
-            raise ValueError(f"recogniser returned {len(recs)} results for {len(crops)} crops")
+    pieces = [split_wide(c, options.max_aspect) for c in crops]
+    flat = [p for ps in pieces for p in ps]
+    got = []
+    if flat:
+        step = len(flat) if options.group_images else 1
+        for k in range(0, len(flat), step):
+            got += [_as_recognition(r) for r in recognizer(flat[k:k + step])]
+        if len(got) != len(flat):
+            raise ValueError(f"recogniser returned {len(got)} results for {len(flat)} crops")
+    recs, k = [], 0
+    for ps in pieces:   # a line's pieces: texts joined by a space, the mean confidence
+        part = got[k:k + len(ps)]
+        k += len(ps)
+        recs.append((" ".join(t for t, _ in part), float(np.mean([c for _, c in part]))))
     t["recognize"] = time.perf_counter() - t0
     t["total"] = sum(t.values())
 
