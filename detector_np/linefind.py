@@ -80,7 +80,9 @@ def _link_costs(b, a_idx, b_idx, o, slope=None):
     ok = ((B[..., 0] + B[..., 1]) > (A[..., 0] + A[..., 1])) & (overlap >= o.join_overlap) \
         & (gap < o.join_gap * np.maximum(ha, hb)) & (gap > -0.5 * np.minimum(wa, wb))
     ok &= a_idx[:, None] != b_idx[None, :]
-    cost = np.maximum(gap, 0) / (0.5 * (ha + hb)) + 2 * (1 - np.minimum(overlap, 1))
+    hmean = 0.5 * (ha + hb)
+    dv = np.abs((B[..., 2] + B[..., 3]) - (A[..., 2] + A[..., 3])) / 2
+    cost = (np.maximum(gap, 0) + 0.5 * np.maximum(-gap, 0) + dv) / hmean + 2 * (1 - np.minimum(overlap, 1))
     return np.where(ok, cost, np.inf)
 
 
@@ -104,11 +106,21 @@ def chain_words(boxes, options, center, angle=None):
     b = _upright(rotate(q, -angle, center), o.straighten_deg)
     h, w = b[:, 3] - b[:, 2], b[:, 1] - b[:, 0]
     typical = float(np.median(h)) if len(b) else 0.0
-    is_mark = np.maximum(w, h) < o.mark_size * typical
+    # marks: dots and commas, and pieces inside a bigger box; the flood gives them to their line
+    is_mark = (np.maximum(w, h) < o.mark_size * typical) | _nested(b)
     words = np.flatnonzero(~is_mark)
+    lines = _chain(b, words, o, np.full(len(b), np.nan))
+    if o.local_slope:   # again, each word carried along the direction of the lines near it
+        lines = _chain(b, words, o, _slope_field(b, lines, typical))
+    return lines, [int(i) for i in np.flatnonzero(is_mark)], angle
+
+
+def _chain(b, words, o, prior):
+    """Mutual-best chaining of `words` (indices into b (N, 4)); prior: per-word slope (nan: none),
+    used until the word's chain has a slope of its own."""
     nxt = {int(i): -1 for i in words}
     prv = dict(nxt)
-    slope = np.full(len(b), np.nan)
+    slope = prior.copy()
     while True:   # join chain tails to chain heads, mutual best matches, until nothing joins
         tails = np.array([i for i in words if nxt[i] == -1], int)
         heads = np.array([i for i in words if prv[i] == -1], int)
@@ -125,8 +137,41 @@ def chain_words(boxes, options, center, angle=None):
         if not made:
             break
         for chain in _chains(words, prv, nxt):
-            slope[chain] = _slope(b[chain])
-    return _chains(words, prv, nxt), [int(i) for i in np.flatnonzero(is_mark)], angle
+            if len(chain) > 1:
+                slope[chain] = _slope(b[chain])
+    return _chains(words, prv, nxt)
+
+
+def _slope_field(b, lines, typical):
+    """Per box, the slope of the nearest long chain (>= 3 words, spanning >= 4 typical heights):
+    on a photographed page the lines' direction changes across the page (perspective), so the
+    global de-skew leaves the lower lines sloped; a word takes the slope of the line it is closest
+    to, measured across that line at the word's position. nan where there is no long chain."""
+    cu, cv = 0.5 * (b[:, 0] + b[:, 1]), 0.5 * (b[:, 2] + b[:, 3])
+    fits = []
+    for ln in lines:
+        if len(ln) >= 3 and np.ptp(cu[ln]) >= 4 * typical:
+            k, c = np.polyfit(cu[ln], cv[ln], 1)
+            fits.append((float(np.clip(k, -0.2, 0.2)), float(c), cu[ln].min(), cu[ln].max()))
+    if not fits:
+        return np.full(len(b), np.nan)
+    k, c, lo, hi = (np.array(x) for x in zip(*fits))
+    across = np.abs(cv[:, None] - (k[None] * cu[:, None] + c[None]))
+    along = np.maximum(np.maximum(lo[None] - cu[:, None], cu[:, None] - hi[None]), 0)
+    return k[np.argmin(across + 0.25 * along, 1)]
+
+
+def _nested(b):
+    """(N,) bool: boxes [u0, u1, v0, v1] lying mostly (> 60% of their area) inside a larger box
+    (CRAFT sometimes gives a word and a piece of it); they are left to the flood, like marks."""
+    if len(b) < 2:
+        return np.zeros(len(b), bool)
+    area = (b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])
+    iw = np.minimum.outer(b[:, 1], b[:, 1]) - np.maximum.outer(b[:, 0], b[:, 0])
+    ih = np.minimum.outer(b[:, 3], b[:, 3]) - np.maximum.outer(b[:, 2], b[:, 2])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)              # [i, j] = [j, i]
+    inside = (inter > 0.6 * area[None, :]) & (area[:, None] > area[None, :])   # j inside larger i
+    return inside.any(0)
 
 
 def _chains(words, prv, nxt):
@@ -322,13 +367,22 @@ def split_merged(q, score_text, s, angle, center, options):
             continue
         one = np.zeros(score_text.shape, np.int32)
         _paint(one, q[i] * s, 1)
-        n, lab, stats = label_components((one > 0) & (score_text > o.seed_score))
-        if n <= 2:
+        for t in sorted({o.seed_score, 0.55, 0.7}):   # raise the threshold until the lines come apart
+            n, lab, stats = label_components((one > 0) & (score_text > t))
+            keep = stats[:, 4] >= 3
+            keep[0] = False
+            pieces = _blob_quads(lab, n, keep, s, angle, center)
+            pb = _upright(rotate(pieces, -angle, center), o.straighten_deg)
+            ph, pw = pb[:, 3] - pb[:, 2], pb[:, 1] - pb[:, 0]
+            tall = ph > o.split_height * typical
+            if not tall.any():
+                break
+        if len(pieces) <= 1:
             out.append(q[i])
             continue
-        keep = stats[:, 4] >= 3
-        keep[0] = False
-        out.extend(_blob_quads(lab, n, keep, s, angle, center))
+        # a lone tall stroke (a descender reaching into the next line) is no word of either line:
+        # the flood gives it to the line it hangs from
+        out.extend(pieces[~(tall & (pw < ph))])
     return np.asarray(out, np.float64).reshape(-1, 4, 2)
 
 

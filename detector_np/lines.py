@@ -53,7 +53,8 @@ class LineOptions:
     join_gap .. ink_score: method "lines" (`detector_np.linefind`): words join when less than
     join_gap heights apart and overlapping vertically by join_overlap of the smaller height; boxes
     smaller than mark_size times the typical height are marks (dots, commas), boxes taller than
-    split_height typical heights (two touching lines joined) are split into their characters; a line's seed is its
+    split_height typical heights (two touching lines joined) are split into their characters;
+    local_slope: chain twice, the second time along the direction of the nearest long line; a line's seed is its
     words' pixels with region score > seed_score, and it grows over pixels with score > ink_score.
     """
     method: str = "lines"
@@ -70,10 +71,13 @@ class LineOptions:
     join_overlap: float = 0.5
     mark_size: float = 0.45
     split_height: float = 1.5
+    local_slope: bool = True
     seed_score: float = 0.4
     ink_score: float = 0.1
 
     def __post_init__(self):
+        if not isinstance(self.local_slope, bool):
+            raise ValueError(f"LineOptions.local_slope must be True or False; got {self.local_slope!r}")
         if self.method not in METHODS:
             raise ValueError(f"LineOptions.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         for name in ("slope_ths", "ycenter_ths", "height_ths", "width_ths", "add_margin", "min_size",
