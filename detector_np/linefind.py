@@ -34,6 +34,7 @@ import heapq
 
 import numpy as np
 from numba import njit
+from PIL import Image, ImageDraw
 
 from ocr_base.geometry import rotate, side_lengths
 
@@ -289,10 +290,9 @@ def _paint(seeds, quad, k):
     x1, y1 = np.minimum(np.ceil(quad.max(0)).astype(int) + 1, (wm, hm))
     if x1 <= x0 or y1 <= y0:
         return
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    e = np.roll(quad, -1, 0) - quad                                    # (4, 2) edges
-    cross = e[:, 0, None, None] * (yy - quad[:, 1, None, None]) - e[:, 1, None, None] * (xx - quad[:, 0, None, None])
-    inside = np.all(cross >= -1e-9, 0) | np.all(cross <= 1e-9, 0)
+    img = Image.new("1", (int(x1 - x0), int(y1 - y0)), 0)
+    ImageDraw.Draw(img).polygon([tuple(p) for p in quad - [x0, y0]], fill=1, outline=1)
+    inside = np.asarray(img)
     win = seeds[y0:y1, x0:x1]
     win[inside & (win == 0)] = k
     win[inside & (win > 0) & (win != k)] = -1
@@ -365,13 +365,16 @@ def split_merged(q, score_text, s, angle, center, options):
         if h[i] <= o.split_height * typical:
             out.append(q[i])
             continue
-        one = np.zeros(score_text.shape, np.int32)
-        _paint(one, q[i] * s, 1)
+        m = q[i] * s                                                   # the box's window of the map
+        x0, y0 = np.maximum(np.floor(m.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(m.max(0)).astype(int) + 1, score_text.shape[::-1])
+        one = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.int32)
+        _paint(one, m - [x0, y0], 1)
         for t in sorted({o.seed_score, 0.55, 0.7}):   # raise the threshold until the lines come apart
-            n, lab, stats = label_components((one > 0) & (score_text > t))
+            n, lab, stats = label_components((one > 0) & (score_text[y0:y1, x0:x1] > t))
             keep = stats[:, 4] >= 3
             keep[0] = False
-            pieces = _blob_quads(lab, n, keep, s, angle, center)
+            pieces = _blob_quads(lab, n, keep, s, angle, center, (x0, y0))
             pb = _upright(rotate(pieces, -angle, center), o.straighten_deg)
             ph, pw = pb[:, 3] - pb[:, 2], pb[:, 1] - pb[:, 0]
             tall = ph > o.split_height * typical
@@ -386,12 +389,13 @@ def split_merged(q, score_text, s, angle, center, options):
     return np.asarray(out, np.float64).reshape(-1, 4, 2)
 
 
-def _blob_quads(lab, n, keep, s, angle, center):
-    """Upright (de-skewed) page quads (K, 4, 2) around the map blobs j of `lab` with keep[j]."""
+def _blob_quads(lab, n, keep, s, angle, center, origin=(0, 0)):
+    """Upright (de-skewed) page quads (K, 4, 2) around the map blobs j of `lab` with keep[j];
+    lab may be a window of the map whose top-left pixel is `origin` (x, y)."""
     ys, xs = np.nonzero(lab)
     k = lab[ys, xs]
     sel = keep[k]
-    r = rotate(np.stack([xs[sel], ys[sel]], 1) / s, -angle, center)
+    r = rotate((np.stack([xs[sel], ys[sel]], 1) + origin) / s, -angle, center)
     k = k[sel]
     out = []
     for j in np.unique(k):
