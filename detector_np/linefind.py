@@ -298,31 +298,25 @@ def _paint(seeds, quad, k):
     win[inside & (win > 0) & (win != k)] = -1
 
 
-def _attach(owner, mask, frames, heights, reach):
-    """Unclaimed blobs of `mask` -> the nearest line within reach (in place on owner).
+def _attach(owner, mask, to_frame, fit, ext, heights, band, reach):
+    """Unclaimed pixels of `mask` -> the nearest line (in place on owner): dots, commas, bullets.
 
-    frames: (to_frame, ext): to_frame maps map pixel indices (K, 2) to the de-skewed page frame,
-    ext (M, 4) is each line's [u0, u1, v0, v1] there. A blob joins the line it is nearest to along
-    the line (less than reach heights) and across it (less than half a height), dots and commas.
+    Per pixel, in the de-skewed page frame (to_frame: map pixel indices (K, 2) -> (K, 2)): the
+    distance across line k is to its centre line v = fit[k, 0] * u + fit[k, 1], the distance along
+    it is to its extent ext[k] = (u0, u1); a pixel joins the line minimising the sum, in heights,
+    if it is less than `band` heights across and `reach` heights along.
     """
-    n, lab, stats = label_components(mask & (owner == 0))
-    if n <= 1 or not len(heights):
+    ys, xs = np.nonzero(mask & (owner == 0))
+    if not len(ys) or not len(heights):
         return
-    to_frame, ext = frames
-    x, y, w, h = (stats[1:, k].astype(np.float64) for k in range(4))
-    corners = np.stack([np.stack([x, y], 1), np.stack([x + w - 1, y], 1), np.stack([x + w - 1, y + h - 1], 1),
-                        np.stack([x, y + h - 1], 1)], 1)               # (n-1, 4, 2) map pixel indices
-    r = to_frame(corners)
-    cu0, cu1, cv0, cv1 = r[..., 0].min(1), r[..., 0].max(1), r[..., 1].min(1), r[..., 1].max(1)
-    du = np.maximum(np.maximum(ext[None, :, 0] - cu1[:, None], cu0[:, None] - ext[None, :, 1]), 0)
-    dv = np.maximum(np.maximum(ext[None, :, 2] - cv1[:, None], cv0[:, None] - ext[None, :, 3]), 0)
+    r = to_frame(np.stack([xs, ys], 1))
     hh = heights[None, :]
-    cost = np.where((du < reach * hh) & (dv < 0.5 * hh), du / hh + 2 * dv / hh, np.inf)
+    across = np.abs(r[:, 1:2] - (fit[None, :, 0] * r[:, 0:1] + fit[None, :, 1])) / hh
+    along = np.maximum(np.maximum(ext[None, :, 0] - r[:, 0:1], r[:, 0:1] - ext[None, :, 1]), 0) / hh
+    cost = np.where((across < band) & (along < reach), across + along, np.inf)
     best = cost.argmin(1)
-    line_of = np.zeros(n, np.int32)
-    line_of[1:] = np.where(np.isfinite(cost[np.arange(n - 1), best]), best + 1, 0)
-    claimed = line_of[lab]
-    owner[claimed > 0] = claimed[claimed > 0]
+    ok = np.isfinite(cost[np.arange(len(ys)), best])
+    owner[ys[ok], xs[ok]] = best[ok] + 1
 
 
 def _envelope(pts, half, angle, step):
@@ -452,15 +446,24 @@ def text_lines(det, image_size, options):
         return rotate(np.asarray(idx, np.float64) / s, -angle, center)
     ys, xs = np.nonzero(owner)
     ext = np.zeros((len(lines), 4))
+    fit = np.zeros((len(lines), 2))
     if len(ys):
         r = to_frame(np.stack([xs, ys], 1))
         lab = owner[ys, xs] - 1
+        # the flood follows faint score wherever it leads (down a column of bullets, say): a pixel
+        # more than `band` heights from its line's centre line goes back to be attached by distance
+        for k, ln in enumerate(lines):
+            c = rotate(q[ln].mean(1), -angle, center)
+            fit[k] = np.polyfit(c[:, 0], c[:, 1], 1) if len(ln) > 1 and np.ptp(c[:, 0]) > 0 else (0, c[0, 1])
+        far = np.abs(r[:, 1] - (fit[lab, 0] * r[:, 0] + fit[lab, 1])) > o.band * heights[lab]
+        owner[ys[far], xs[far]] = 0
+        ys, xs, r, lab = ys[~far], xs[~far], r[~far], lab[~far]
         for k, (f, v) in enumerate(((np.minimum, r[:, 0]), (np.maximum, r[:, 0]), (np.minimum, r[:, 1]),
                                     (np.maximum, r[:, 1]))):
             col = np.full(len(lines), np.inf if f is np.minimum else -np.inf)
             f.at(col, lab, v)
             ext[:, k] = col
-    _attach(owner, mask, (to_frame, ext), heights, o.join_gap / 2)
+    _attach(owner, mask, to_frame, fit, ext[:, :2], heights, o.band, o.join_gap / 2)
 
     ys, xs = np.nonzero(owner)
     order = np.argsort(owner[ys, xs], kind="stable")

@@ -55,7 +55,8 @@ class LineOptions:
     smaller than mark_size times the typical height are marks (dots, commas), boxes taller than
     split_height typical heights (two touching lines joined) are split into their characters;
     local_slope: chain twice, the second time along the direction of the nearest long line; a line's seed is its
-    words' pixels with region score > seed_score, and it grows over pixels with score > ink_score.
+    words' pixels with region score > seed_score, and it grows over pixels with score > ink_score
+    no farther than band heights from its centre line.
     """
     method: str = "lines"
     slope_ths: float = 0.1
@@ -72,6 +73,7 @@ class LineOptions:
     mark_size: float = 0.45
     split_height: float = 1.5
     local_slope: bool = True
+    band: float = 1.0
     seed_score: float = 0.4
     ink_score: float = 0.1
 
@@ -81,7 +83,7 @@ class LineOptions:
         if self.method not in METHODS:
             raise ValueError(f"LineOptions.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         for name in ("slope_ths", "ycenter_ths", "height_ths", "width_ths", "add_margin", "min_size",
-                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size", "split_height",
+                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size", "split_height", "band",
                      "seed_score", "ink_score"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
