@@ -19,7 +19,7 @@ shapes, rather than producing a model that runs and reads garbage.
 Output folder: `model.safetensors` (float32, or float16 with dtype="float16";
 metadata records the source file, dtype and trocr-np version) and copies of
 `config.json`, `preprocessor_config.json`, `generation_config.json` (if present)
-and the tokenizer files (`tokenizer.json`, or `vocab.json` + `merges.txt`, plus
+and the tokenizer files (`tokenizer.json`, or `vocab.json` + `merges.txt`, or `sentencepiece.bpe.model`, plus
 `tokenizer_config.json` / `special_tokens_map.json` when present).
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors, load_torch, save_safetensors
 
 from .config import expected_param_shapes, load_config
+from .spm import read_model as read_spm_model
 
 CONFIG_FILES = ("config.json", "preprocessor_config.json")
 OPTIONAL_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -101,9 +102,9 @@ def _tokenizer_files(src: Path) -> list[str]:
         present, absent = ("vocab.json", "merges.txt") if has_vocab else ("merges.txt", "vocab.json")
         raise FileNotFoundError(f"{src / absent}: not found, but {present} is there (a byte-level BPE tokenizer "
                                 "needs both, or supply tokenizer.json)")
-    if (src / "sentencepiece.bpe.model").is_file():
-        raise CheckpointError(f"{src / 'sentencepiece.bpe.model'}: sentencepiece tokenizers are not supported yet; "
-                              "supply a tokenizer.json (e.g. saved by the HF fast tokenizer) next to it")
+    if (src / "sentencepiece.bpe.model").is_file():  # XLM-R (trocr-small): checked now, so a bad file fails here
+        read_spm_model(src / "sentencepiece.bpe.model")
+        return ["sentencepiece.bpe.model"]
     return []  # no tokenizer: the model still runs, returning token ids only
 
 

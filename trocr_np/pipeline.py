@@ -146,6 +146,18 @@ class PageResult:
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
 
+    def to_hocr(self) -> str:  # the writers and their readers: trocr_np.formats
+        from .formats import hocr_document
+        return hocr_document([self])
+
+    def to_alto(self) -> str:
+        from .formats import alto_document
+        return alto_document([self])
+
+    def to_page_xml(self) -> str:
+        from .formats import page_xml
+        return page_xml(self)
+
 
 @dataclass
 class ErrorRecord:

@@ -18,6 +18,8 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 
+from . import spm
+
 # RoBERTa's special tokens in the order RobertaTokenizer registers them (its `_special_tokens_map`).
 _ROBERTA_SPECIALS = {
     "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -46,7 +48,23 @@ def _added_token(spec) -> AddedToken:
     if isinstance(spec, str):
         return AddedToken(spec, special=True, normalized=False)
     return AddedToken(spec["content"], single_word=spec.get("single_word", False), lstrip=spec.get("lstrip", False),
-                      rstrip=spec.get("rstrip", False), normalized=spec.get("normalized", False), special=True)
+                      rstrip=spec.get("rstrip", False), normalized=spec.get("normalized", False),
+                      special=spec.get("special", True))
+
+
+def _special_specs(d: Path, tok_cfg: dict) -> tuple[list[AddedToken], dict]:
+    """Specials: tokenizer_config's added_tokens_decoder (ids fixed by the file, in id order), and the named
+    specials from special_tokens_map.json / tokenizer_config.json (raw specs), defaulting to RoBERTa's
+    (which are XLM-R's too)."""
+    added = tok_cfg.get("added_tokens_decoder") or {}
+    added = [_added_token(spec) for _, spec in sorted(added.items(), key=lambda kv: int(kv[0]))]
+    names = dict(_ROBERTA_SPECIALS)
+    smap = _read_json(d / "special_tokens_map.json") if (d / "special_tokens_map.json").is_file() else {}
+    for key in names:
+        spec = smap.get(key, tok_cfg.get(key))
+        if spec is not None:
+            names[key] = spec
+    return added, names
 
 
 def _bpe_from_vocab_merges(d: Path, tok_cfg: dict) -> Tokenizer:
@@ -73,18 +91,9 @@ def _bpe_from_vocab_merges(d: Path, tok_cfg: dict) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
 
-    # Specials: tokenizer_config's added_tokens_decoder (ids fixed by the file) first, then the named
-    # specials from special_tokens_map.json / tokenizer_config.json, defaulting to RoBERTa's.
-    added = tok_cfg.get("added_tokens_decoder") or {}
-    for _, spec in sorted(added.items(), key=lambda kv: int(kv[0])):
-        t = _added_token(spec)
-        (tok.add_special_tokens if spec.get("special", True) else tok.add_tokens)([t])
-    names = dict(_ROBERTA_SPECIALS)
-    smap = _read_json(d / "special_tokens_map.json") if (d / "special_tokens_map.json").is_file() else {}
-    for key in names:
-        spec = smap.get(key, tok_cfg.get(key))
-        if spec is not None:
-            names[key] = spec
+    added, names = _special_specs(d, tok_cfg)
+    for t in added:
+        (tok.add_special_tokens if t.special else tok.add_tokens)([t])
     for key, spec in names.items():
         t = _added_token(spec)
         if key == "mask_token" and isinstance(spec, str):
@@ -116,11 +125,13 @@ def load_tokenizer(model_dir) -> Tokenizer:
             raise TokenizerError(f"{d / 'tokenizer.json'}: cannot be read by `tokenizers` ({e})") from None
     elif (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
         tok = _bpe_from_vocab_merges(d, tok_cfg)
-    elif (d / "sentencepiece.bpe.model").is_file():
-        raise TokenizerError(f"{d}: only sentencepiece.bpe.model found; convert it to tokenizer.json first "
-                             "(e.g. with transformers' XLMRobertaTokenizer(...).save_pretrained)")
+    elif (d / "sentencepiece.bpe.model").is_file():  # XLM-R, as the trocr-small models ship it
+        added, names = _special_specs(d, tok_cfg)
+        tok = spm.xlmr_tokenizer(spm.read_model(d / "sentencepiece.bpe.model"),
+                                 {k: _added_token(v) for k, v in names.items()}, added,
+                                 bool(tok_cfg.get("add_prefix_space", True)), str(d / "sentencepiece.bpe.model"))
     else:
-        raise FileNotFoundError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt")
+        raise FileNotFoundError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt, nor sentencepiece.bpe.model")
 
     # transformers 5.24 honours clean_up_tokenization_spaces only for non-BPE models (for BPE it would
     # delete real spaces before punctuation) unless the "even though it will corrupt output" flag is set.

@@ -6,6 +6,7 @@
     page.lines[0].text    # "Dear Anna,"
     page.lines[0].polygon # (K, 2) float32 x, y: covers that line's ink after skew and warp
     page.ink_mask         # (H, W) bool: the handwriting's ink;  page.line_ink: (H, W) int16 owner, 1-based
+    line_crop(page, 0)    # the line's box as a detector would hand it to the recogniser
 
     python weights/pages.py --out /tmp/pages -n 8 --split heldout   # PNGs + labels.json
 
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:   # importable from tests and benchmarks
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fonts as fontsource  # noqa: E402
 import pagetext  # noqa: E402
 import synth  # noqa: E402
@@ -93,6 +95,16 @@ def _metrics(path: str) -> tuple[float, float, float]:
     f = _font(path, 100)
     return (-f.getbbox("xvwz", anchor="ls")[1] / 100, -f.getbbox("bdhklt", anchor="ls")[1] / 100,
             f.getbbox("gjpqy", anchor="ls")[3] / 100)
+
+
+@lru_cache(maxsize=1024)
+def _stem(path: str, size: int) -> float:
+    """Stroke width in pixels at `size`: ink across the middle row of "l", per stroke crossed."""
+    m = np.asarray(_font(path, size).getmask("l"), np.float32).reshape(-1) / 255
+    h = _font(path, size).getmask("l").size[1]
+    row = m.reshape(h, -1)[h // 2] if h else m
+    runs = max(1, int(np.sum(np.diff(np.r_[0, row > 0.5, 0].astype(int)) == 1)))
+    return float(row.sum()) / runs
 
 
 @lru_cache(maxsize=512)
@@ -167,7 +179,7 @@ def _layout(blocks, hand, size, xh, left, width, rng, max_lines) -> list[_Line]:
                     used += s.gap + s.width()
                     t.gap = gap()
             wd = t.width()
-            if toks and b.wrap and used + t.gap + wd > lim:
+            if b.wrap and any(not x.struck for x in toks) and used + t.gap + wd > lim:
                 head = _hyphen(rng, t, lim - used - t.gap)
                 if head:
                     toks.append(head)
@@ -252,8 +264,8 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
         x = right - total - rng.uniform(0, 2) * xh
     elif line.align == "centre":
         x = line.x0 + max(0.0, (right - line.x0 - total) / 2) + rng.normal(0, 0.5) * xh
-    slope = pen["slope"] + rng.normal(0, 0.006)
-    curv = rng.uniform(-0.3, 0.3) * xh
+    slope = (pen["slope"] + rng.normal(0, 0.006)) * pen["free"]
+    curv = rng.uniform(-0.3, 0.3) * xh * pen["free"]
     phase, lam = rng.uniform(0, 2 * np.pi), rng.uniform(8, 20) * xh
     x_first, span = x, max(total, xh)
     yb = lambda u: (base_y + slope * (u - x_first) + curv * (2 * (u - x_first) / span - 1) ** 2  # noqa: E731
@@ -265,7 +277,7 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
     cx0, cy0 = int(x - pad), int(base_y - 3 * size)
     marks = Image.new("L", (w, h), 0)
     md = ImageDraw.Draw(marks)
-    base_pts = []
+    base_pts, under, under_end = [], None, None
     jitter = hand.style != "cursive"
     for t, wd in zip(line.toks, widths):
         x += t.gap
@@ -280,18 +292,25 @@ def _render_line(line: _Line, base_y: float, right: float, hand: Hand, size: int
         _paste(canvas[int(t.printed)], ink, int(round(x - cx0 - ox)), int(round(by - cy0 - oy)))
         base_pts += [(x, by), (x + adv, by + adv * np.tan(rot))]
         lw = max(1, int(round(pen["width"])))
-        if t.under:
-            uy = by + rng.uniform(0.35, 0.6) * desc + 1
-            md.line([(x - cx0 - 0.2 * xh, uy - cy0), (x + adv - cx0 + 0.4 * xh, uy - cy0 + rng.normal(0, 0.12) * xh)],
-                    fill=255, width=lw)
+        if t.under:   # one stroke under a run of underlined words
+            under = under or (x - cx0 - 0.2 * xh, by + rng.uniform(0.35, 0.6) * desc + 1 - cy0)
+            under_end = (x + adv - cx0 + 0.3 * xh, under[1] + rng.normal(0, 0.12) * xh)
+        elif under:
+            md.line([under, under_end], fill=255, width=lw)
+            under = None
         if t.struck:
             for _ in range(int(rng.integers(1, 3))):
                 sy = by - cy0 - rng.uniform(0.35, 0.6) * xh
                 md.line([(x - cx0 - 0.15 * xh, sy + rng.normal(0, 0.1) * xh),
                          (x + adv - cx0 + 0.15 * xh, sy + rng.normal(0, 0.15) * xh)], fill=255, width=lw + 1)
         x += adv
+    if under:
+        md.line([under, under_end], fill=255, width=max(1, int(round(pen["width"]))))
     np.maximum(canvas[0], np.asarray(marks, np.float32) / 255.0, out=canvas[0])
-    return canvas, cx0, cy0, np.array(base_pts, np.float32)
+    # trim to the ink (+2 px), so the page fit sees the writing and not the empty canvas
+    rows, cols = np.flatnonzero(canvas.max((0, 2)) > 0), np.flatnonzero(canvas.max((0, 1)) > 0)
+    r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
+    return canvas[:, r0:r1, c0:c1], cx0 + c0, cy0 + r0, np.array(base_pts, np.float32)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -321,7 +340,7 @@ def _page_transform(rng, w: int, h: int, look: str, content: np.ndarray) -> np.n
     ctr = np.array([w / 2, h / 2])
     dst = (corners - ctr) @ np.array([[c, -s], [s, c]]).T + ctr
     if look == "phone":
-        dst = (dst - ctr) * rng.uniform(0.86, 0.97) + ctr + rng.normal(0, 0.02, (4, 2)) * (w, h)
+        dst = (dst - ctr) * rng.uniform(0.86, 0.97) + ctr + rng.normal(0, 0.012, (4, 2)) * (w, h)
     hm = _homography(corners, dst)
     p = _apply(hm, content) - ctr
     m = 0.015 * min(w, h)
@@ -395,9 +414,10 @@ def _paper(rng, w: int, h: int, kind: str, pitch: float, top: float, left: float
             d.line([(0, y), (w, y)], fill=rule, width=1)
         for x in np.arange(left % cell, w, cell):
             d.line([(x, 0), (x, h)], fill=rule, width=1)
+    dotted = rng.random() < 0.5
     for (x0, x1, y) in field_lines:   # printed form lines: a dotted or solid rule under the answer
         grey = (110, 110, 115)
-        if rng.random() < 0.5:
+        if not dotted:
             d.line([(x0, y), (x1, y)], fill=grey, width=1)
         else:
             for x in np.arange(x0, x1, 6):
@@ -410,18 +430,19 @@ def _camera(img: np.ndarray, rng, look: str) -> Image.Image:
     h, w, _ = img.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if look == "phone":
-        g = rng.normal(0, 1, 2)
-        light = 1 - 0.12 * np.abs(rng.normal()) * ((xx / w - 0.5) * g[0] + (yy / h - 0.5) * g[1])
-        r2 = ((xx / w - rng.uniform(0.3, 0.7)) ** 2 + (yy / h - rng.uniform(0.3, 0.7)) ** 2)
-        light *= 1 - rng.uniform(0.05, 0.3) * r2
+        g = rng.normal(0, 1, 2).astype(np.float32) * np.float32(0.12 * abs(rng.normal()))
+        light = 1 - ((xx / w - 0.5) * g[0] + (yy / h - 0.5) * g[1])
+        r2 = ((xx / w - np.float32(rng.uniform(0.3, 0.7))) ** 2 + (yy / h - np.float32(rng.uniform(0.3, 0.7))) ** 2)
+        light *= 1 - np.float32(rng.uniform(0.05, 0.3)) * r2
         if rng.random() < 0.4:   # the shadow of the phone or a hand
             a = rng.uniform(0, 2 * np.pi)
-            dist = (xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a) - rng.uniform(0.1, 0.45) * w
-            light *= 1 - rng.uniform(0.1, 0.3) / (1 + np.exp(-dist / rng.uniform(15, 60)))
-        img = img * light[..., None] * (1 + rng.normal(0, 0.03, 3))
+            dist = (xx - w / 2) * np.float32(np.cos(a)) + (yy - h / 2) * np.float32(np.sin(a)) \
+                - np.float32(rng.uniform(0.1, 0.45) * w)
+            light *= 1 - np.float32(rng.uniform(0.1, 0.3)) / (1 + np.exp(-dist / np.float32(rng.uniform(15, 60))))
+        img = img * light[..., None] * (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
     else:
         img = img * (1 + synth._smooth_noise(rng, (h, w), 300) * 0.01)[..., None]
-    img = img + rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.5, 4 if look == "phone" else 2)
+    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0.5, 4 if look == "phone" else 2))
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     blur = rng.uniform(0.4, 1.3) if look == "phone" else rng.uniform(0, 0.7)
     if blur > 0.25:
@@ -442,33 +463,41 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
     if not hands:
         raise ValueError("no hands given: fetch fonts (python weights/fonts.py fetch) or install "
                          "the Debian fonts listed in weights/synth.py")
+    hands = [hd if isinstance(hd, Hand) else Hand(Path(hd).stem, str(hd)) for hd in hands]   # font paths too
     rng = np.random.default_rng([seed, 0x9a6e])
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     if kind not in KINDS:
         raise ValueError(f"unknown page kind {kind!r}; known: {', '.join(KINDS)}")
     hand = hands[int(rng.integers(len(hands)))]
     look = look or ("phone" if rng.random() < 0.5 else "scan")
-    paper = paper or str(rng.choice(["plain", "ruled", "squared"], p=[0.5, 0.38, 0.12]))
+    paper = paper or ("plain" if kind == "form" else str(rng.choice(["plain", "ruled", "squared"], p=[0.5, 0.38, 0.12])))
     w = int(rng.integers(900, 1301))
     h = int(np.clip(w * rng.uniform(0.85, 1.42), 900, 1300))
     xh_f, asc_f, desc_f = _metrics(hand.path)
-    xh = rng.uniform(*XH_RANGE[kind]) * w / 1000
-    size = max(10, int(round(xh / max(xh_f, 0.2))))
-    xh = xh_f * size
-    # descenders of one line reach down to the ascenders of the next, often past them
-    pitch = max((asc_f + desc_f) * size * rng.uniform(0.85, 1.1), xh * rng.uniform(1.7, 2.1))
-    if kind == "form":
-        pitch *= rng.uniform(1.3, 1.7)
     left, right = w * rng.uniform(0.05, 0.13), w * (1 - rng.uniform(0.04, 0.1))
-    top = h * rng.uniform(0.05, 0.12) + asc_f * size
-    max_lines = int(min(25, (h * 0.95 - top - desc_f * size) // pitch + 1))
+    spacing, margin_top = rng.uniform(0.85, 1.1), h * rng.uniform(0.05, 0.12)
     blocks = pagetext.document(rng, kind)
-    lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
-    while len(lines) < 3:   # short notes: keep writing
-        blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
+    xh = rng.uniform(*XH_RANGE[kind]) * w / 1000
+    for _ in range(3):
+        size = max(10, int(round(xh / max(xh_f, 0.2))))
+        xh = xh_f * size
+        # descenders of one line reach down to the ascenders of the next, often past them
+        pitch = max((asc_f + desc_f) * size * spacing, xh * 1.9) * (1.5 if kind == "form" else 1.0)
+        top = margin_top + asc_f * size
+        room = int((h * 0.95 - top - desc_f * size) // pitch + 1)
+        max_lines = min(25, room)
         lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
-    pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12),
-           "stroke": int(rng.random() < 0.3 and size >= 28), "width": max(1.0, 0.1 * xh)}
+        while len(lines) < 3:   # short notes: keep writing
+            blocks.append(pagetext.Block(pagetext.prose(rng, 2), wrap=True))
+            lines = _layout(blocks, hand, size, xh, left, right - left, rng, max_lines)
+        fill = len(lines) / room
+        if kind not in ("note", "list") or fill > 0.55:
+            break
+        xh *= min(1.6, (0.7 / fill) ** 0.5)   # a short note or list is written large
+    stem = _stem(hand.path, size)   # a hairline font at this size gets a broader pen
+    # on ruled paper the writing keeps to the rules: a third of the drift and curvature
+    pen = {"slope": rng.normal(0, 0.008), "slant": rng.normal(0, 0.12), "free": 0.35 if paper == "ruled" else 1.0,
+           "stroke": int(stem < 1.6 or (rng.random() < 0.25 and stem < 3)), "width": max(1.0, stem)}
     drift = rng.normal(0, 0.4) * xh / max(1, len(lines))   # a left margin that wanders down the page
     patches, field_lines = [], []
     for k, ln in enumerate(lines):
@@ -488,9 +517,10 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
                             .astype(np.uint8))
     table = np.array(TABLES[int(rng.integers(len(TABLES)))]) * rng.uniform(0.7, 1.1) if look == "phone" \
         else np.array([235, 235, 235]) * rng.uniform(0.9, 1.0)
+    table = np.clip(table, 0, 255).astype(np.float32)
     bg = np.asarray(_warp_to(sheet, hm, 0, 0, (0, 0, w, h)), np.float32)
     inside = np.asarray(_warp_to(Image.new("L", (w, h), 255), hm, 0, 0, (0, 0, w, h)), np.float32)[..., None] / 255
-    bg = bg * inside + np.clip(table, 0, 255) * (1 - inside)
+    bg = bg * inside + table * (1 - inside)
     # each line's ink through the same map, in a window around its image
     cov = np.zeros((2, h, w), np.float32)   # handwriting, printed
     owner = np.zeros((h, w), np.int16)
@@ -516,14 +546,25 @@ def make_page(seed: int, hands: list[Hand], kind: str | None = None, look: str |
         gt.append(GTLine(text, poly, _apply(hm, base)))
     ink_mask = cov.max(0) > 0.5
     owner[~ink_mask] = 0
-    col = np.array(INKS[rng.choice(len(INKS), p=[.3, .25, .15, .12, .12, .06])], np.float32) + rng.normal(0, 8, 3)
+    col = np.clip(np.array(INKS[rng.choice(len(INKS), p=[.3, .25, .15, .12, .12, .06])]) + rng.normal(0, 8, 3),
+                  0, 255).astype(np.float32)
     pencil = col[0] == 70 and rng.random() < 0.5
-    opacity = rng.uniform(0.8, 1.0) * (1 - np.clip(synth._smooth_noise(rng, (h, w), 4) * (0.25 if pencil else 0.08), 0, 0.6))
+    opacity = np.float32(rng.uniform(0.8, 1.0)) * (1 - np.clip(synth._smooth_noise(rng, (h, w), 4) * np.float32(0.25 if pencil else 0.08), 0, 0.6))
     a = (cov[0] * opacity)[..., None]
-    img = bg * (1 - a) + np.clip(col, 0, 255) * a
-    a = cov[1][..., None] * rng.uniform(0.85, 1.0)
-    out = _camera(img * (1 - a) + rng.uniform(0, 40) * a, rng, look)
+    img = bg * (1 - a) + col * a
+    a = cov[1][..., None] * np.float32(rng.uniform(0.85, 1.0))
+    out = _camera(img * (1 - a) + np.float32(rng.uniform(0, 40)) * a, rng, look)
     return Page(out, tuple(gt), ink_mask, owner, kind, hand.name, look, paper)
+
+
+def line_crop(page: Page, k: int, margin: float = 0.15) -> Image.Image:
+    """Line k as a recogniser sees it: the box around its polygon, grown by `margin` of its
+    height on every side (clipped to the page), as a detector's line box would be. RGB."""
+    poly = page.lines[k].polygon
+    (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
+    m = margin * (y1 - y0)
+    w, h = page.image.size
+    return page.image.crop((int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(w, x1 + m + 1)), int(min(h, y1 + m + 1))))
 
 
 def main(argv=None) -> int:

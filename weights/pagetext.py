@@ -157,8 +157,12 @@ def phone(rng) -> str:
 def prose(rng, n_sentences: int, everyday: float = 0.5) -> str:
     """n sentences, a share `everyday` from EVERYDAY and the rest from the corpus."""
     corpus = load_sentences()
-    return " ".join(_pick(rng, EVERYDAY) if rng.random() < everyday else _pick(rng, corpus)
-                    for _ in range(n_sentences))
+    out = []
+    while len(out) < n_sentences:
+        s = _pick(rng, EVERYDAY) if rng.random() < everyday else _pick(rng, corpus)
+        if s not in out:
+            out.append(s)
+    return " ".join(out)
 
 
 def _field_value(rng, field: str) -> str:
@@ -185,8 +189,8 @@ def document(rng, kind: str) -> list[Block]:
         if rng.random() < 0.7:
             out.append(Block(date(rng), align="right"))
         out.append(Block(_pick(rng, GREETINGS).format(f=f, g=g, l=l)))
-        for _ in range(int(rng.integers(1, 4))):
-            out.append(Block(prose(rng, int(rng.integers(2, 6)), everyday=0.55), wrap=True,
+        for _ in range(int(rng.integers(1, 5))):
+            out.append(Block(prose(rng, int(rng.integers(2, 7)), everyday=0.55), wrap=True,
                              indent=float(rng.choice([0, 0, 1.5, 3, 4]))))
         out.append(Block(_pick(rng, CLOSINGS), indent=float(rng.choice([0, 0, 8, 14]))))
         out.append(Block(_pick(rng, FIRST), indent=float(rng.choice([0, 1, 8, 14])), underline=rng.random() < 0.15))
@@ -194,7 +198,9 @@ def document(rng, kind: str) -> list[Block]:
     if kind == "note":
         out = []
         if rng.random() < 0.6:
-            out.append(Block(_pick(rng, TITLES["note"]) + _pick(rng, ("", ":", " -")), underline=rng.random() < 0.6))
+            title = _pick(rng, TITLES["note"])
+            out.append(Block(title + ("" if title[-1] in "!:" else _pick(rng, ("", ":", " -"))),
+                             underline=rng.random() < 0.6))
         out.append(Block(prose(rng, int(rng.integers(1, 4)), everyday=0.75), wrap=True))
         if rng.random() < 0.5:
             out.append(Block(_pick(rng, ("Thanks, ", "- ", "Love ", "")) + _pick(rng, FIRST)
