@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from ocr_base.geometry import rotate, side_lengths
 
 from .layout import skew_angle
-from .postprocess import label_components
+from .cv_ops import label_components
 
 LEVELS = 255      # the region score is quantised to 0..LEVELS for the flood's bucket queue
 _DY = np.array([-1, 1, 0, 0])   # 4-neighbours: up, down, left, right (flood_ref's order)
