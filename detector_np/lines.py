@@ -8,9 +8,11 @@ With a LinkRefiner the refined link map already joins the words of a line, so CR
 lines. Without it, CRAFT gives word boxes, which are merged into lines by EasyOCR's `group_text_box`
 (`detector_np.group`, an exact port). `LineOptions.method` picks how:
 
+  "lines"        (default) `detector_np.linefind`: words chained by mutual best matches along the
+                 text direction, each line grown over the region map to cover its ink.
   "easyocr"      EasyOCR's `Reader.detect` exactly: boxes truncated to int32, `group_text_box`,
                  lines whose axis-aligned extent is <= min_size dropped.
-  "handwriting"  (default) the same grouping plus three steps for handwriting and skewed pages:
+  "handwriting"  the same grouping plus three steps for handwriting and skewed pages:
                  the boxes are de-rotated by the page skew (`layout.skew_angle`) and the merged
                  lines rotated back, so lines stay rotated quads that the crop's perspective warp
                  makes upright; word boxes tilted by < straighten_deg count as horizontal (CRAFT's
@@ -33,8 +35,9 @@ from ocr_base.geometry import rotate, side_lengths
 
 from .group import group_text_box
 from .layout import skew_angle
+from .linefind import text_lines
 
-METHODS = ("handwriting", "easyocr")
+METHODS = ("lines", "handwriting", "easyocr")
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,15 @@ class LineOptions:
     straighten_deg: word boxes tilted less than this count as horizontal. row_overlap: line boxes that
     overlap vertically by more than this fraction of the smaller height, and are less than
     width_ths * height apart, share a row and are merged.
+    join_gap .. ink_score: method "lines" (`detector_np.linefind`): words join when less than
+    join_gap heights apart and overlapping vertically by join_overlap of the smaller height; boxes
+    smaller than mark_size times the typical height are marks (dots, commas), boxes taller than
+    split_height typical heights (two touching lines joined) are split into their characters;
+    local_slope: chain twice, the second time along the direction of the nearest long line; a line's seed is its
+    words' pixels with region score > seed_score, and it grows over pixels with score > ink_score
+    no farther than band heights from its centre line.
     """
-    method: str = "handwriting"
+    method: str = "lines"
     slope_ths: float = 0.1
     ycenter_ths: float = 0.5
     height_ths: float = 0.5
@@ -58,12 +68,23 @@ class LineOptions:
     deskew_min_deg: float = 0.5
     straighten_deg: float = 25.0
     row_overlap: float = 0.6
+    join_gap: float = 2.5
+    join_overlap: float = 0.5
+    mark_size: float = 0.45
+    split_height: float = 1.5
+    local_slope: bool = True
+    band: float = 1.0
+    seed_score: float = 0.4
+    ink_score: float = 0.1
 
     def __post_init__(self):
+        if not isinstance(self.local_slope, bool):
+            raise ValueError(f"LineOptions.local_slope must be True or False; got {self.local_slope!r}")
         if self.method not in METHODS:
             raise ValueError(f"LineOptions.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         for name in ("slope_ths", "ycenter_ths", "height_ths", "width_ths", "add_margin", "min_size",
-                     "deskew_min_deg", "straighten_deg", "row_overlap"):
+                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size", "split_height", "band",
+                     "seed_score", "ink_score"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
                 raise ValueError(f"LineOptions.{name} must be a finite number >= 0; got {v!r}")
@@ -78,12 +99,16 @@ def find_lines(det, image_size, options: LineOptions = LineOptions()) -> tuple[n
     if det.refined:
         boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4, 2)
         return boxes, [np.asarray(p if p is not None else b, np.float32) for p, b in zip(det.polys, boxes)]
+    if options.method == "lines":
+        return text_lines(det, image_size, options)
     boxes = group_lines(det.boxes, options, image_size=image_size)
     return boxes, list(boxes)
 
 
 def group_lines(boxes, options: LineOptions = LineOptions(), image_size=None) -> np.ndarray:
     """Word boxes (N, 4, 2) -> line quads (M, 4, 2) float32 in page coordinates (see the module docstring).
+
+    From the boxes alone, method "lines" (which needs CRAFT's maps) groups as "handwriting" does.
 
     image_size: (width, height) of the page; its centre is the pivot of the de-rotation.
     """

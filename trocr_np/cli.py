@@ -20,7 +20,7 @@ import sys
 from dataclasses import fields
 
 from detector_np.detect import DetectOptions
-from detector_np.lines import LineOptions
+from detector_np.lines import METHODS as LINE_METHODS, LineOptions
 
 from .generate import GenerationOptions
 from .outputs import FORMATS, OutputOptions
@@ -82,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--dpi", type=float, default=page.pdf_dpi, help="resolution PDF pages are rendered at")
     _add_generation_options(o, page.generation)
     o.add_argument("--batch-size", type=int, default=page.batch_size, help="line crops recognised together")
-    o.add_argument("--lines", choices=["handwriting", "easyocr"], default=_default(LineOptions, "method"),
+    o.add_argument("--lines", choices=list(LINE_METHODS), default=_default(LineOptions, "method"),
                    help="how word boxes become lines (detector_np.lines)")
+    o.add_argument("--max-aspect", type=float, default=page.max_aspect,
+                   help="read lines wider than this many heights in pieces cut at word gaps (0: whole)")
+    o.add_argument("--keep-polarity", dest="polarity", action="store_false", default=page.polarity,
+                   help="recognise light-on-dark lines as they are (default: made dark-on-light)")
+    o.add_argument("--keep-outside", dest="mask_outside", action="store_false", default=page.mask_outside,
+                   help="keep what is outside each line's polygon in its crop (default: painted as paper)")
     _add_detector_options(o)
     o.set_defaults(func=_cmd_ocr)
     return p
@@ -219,7 +225,8 @@ def _cmd_ocr(args) -> int:
     from .progress import Progress
 
     options = PageOptions(detect=_detect_options(args), lines=LineOptions(method=args.lines),
-                          generation=_generation_options(args), batch_size=args.batch_size, pdf_dpi=args.dpi)
+                          generation=_generation_options(args), batch_size=args.batch_size, pdf_dpi=args.dpi,
+                          max_aspect=args.max_aspect, polarity=args.polarity, mask_outside=args.mask_outside)
     files = expand_inputs(args.inputs)
     if not files:
         raise FileNotFoundError(f"no image files in {' '.join(args.inputs)}")

@@ -156,3 +156,100 @@ def crop_quad(image, quad, margin: float = 0.0, border="replicate", fill=255, si
         return _warp_bilinear_u8(np.ascontiguousarray(img), H_inv, h + 2 * m, w + 2 * m, border == "constant",
                                  float(fill))
     return warp_perspective(img, H_inv, (h + 2 * m, w + 2 * m), border=border, fill=fill)
+
+
+def otsu_threshold(gray) -> float:
+    """Otsu's threshold of a uint8-valued array: the level t that maximises the between-class
+    variance of (gray <= t) and (gray > t)."""
+    hist = np.bincount(np.asarray(gray, np.uint8).reshape(-1), minlength=256).astype(np.float64)
+    p = hist / max(hist.sum(), 1)
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * np.arange(256))
+    between = (m0[-1] * w0 - m0) ** 2 / np.maximum(w0 * (1 - w0), 1e-12)
+    return float(np.argmax(between))
+
+
+def upright_polarity(crop) -> np.ndarray:
+    """A line crop (h, w[, 3]) uint8 -> the same crop with dark ink on a light background.
+
+    The recogniser was trained on dark ink on light paper; white lettering on a blue poster or a
+    dark street sign reads as invented words. Rule, from the crop alone: Otsu's threshold splits
+    the luminance into a dark and a light class; the background is the class holding most of the
+    crop's outer frame (a line crop's edges are mostly background, even with bold lettering). When
+    the background is the dark class, the crop is returned as its inverted luminance, stretched so
+    that the background median becomes white and the ink median black (the hue is dropped: an
+    inverted blue poster would be orange). Otherwise the crop is returned unchanged.
+    """
+    img = np.asarray(crop)
+    if img.ndim not in (2, 3) or img.dtype != np.uint8:
+        raise ValueError(f"upright_polarity expects an (h, w[, C]) uint8 crop, got {img.dtype} {img.shape}")
+    rgb = img if img.ndim == 3 else img[:, :, None]
+    gray = (rgb[..., :3] @ np.array([0.299, 0.587, 0.114])[:rgb.shape[2]]
+            if rgb.shape[2] >= 3 else rgb[..., 0].astype(np.float64))
+    g8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    if g8.size < 4 or np.ptp(g8) < 16:   # blank or flat: nothing to decide on
+        return img
+    dark = g8 <= otsu_threshold(g8)
+    frame = np.concatenate([dark[0], dark[-1], dark[1:-1, 0], dark[1:-1, -1]])
+    if frame.mean() <= 0.5 or dark.all():
+        return img
+    bg, ink = np.median(gray[dark]), np.median(gray[~dark])
+    out = 255 * np.clip((ink - gray) / max(ink - bg, 1.0), 0, 1)   # ink -> 0, background -> 255
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.repeat(out[:, :, None], img.shape[2], 2) if img.ndim == 3 else out
+
+
+def crop_polygon(image, quad, polygon, margin: float = 0.0) -> np.ndarray:
+    """`crop_quad` of an (H, W, 3) uint8 page, with the pixels outside `polygon` (K, 2) painted in the
+    median colour of the crop's outside pixels (the paper).
+
+    A line's quad is the rectangle holding its whole polygon, ascenders and descenders included,
+    so it also holds the tips of the neighbouring lines' descenders and ascenders; the recogniser
+    reads those as extra letters. Outside the polygon is what belongs to no part of this line.
+    """
+    from PIL import Image, ImageDraw
+    img = np.asarray(image)
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    h, _ = quad_size(q)
+    pad = int(np.ceil(margin * h)) + 2
+    x0, y0 = np.maximum(np.floor(np.minimum(q.min(0), poly.min(0))).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(np.maximum(q.max(0), poly.max(0))).astype(int) + pad, img.shape[1::-1])
+    if x1 <= x0 or y1 <= y0:
+        return crop_quad(img, q, margin=margin)
+    mask = Image.new("L", (int(x1 - x0), int(y1 - y0)), 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in poly - [x0, y0]], fill=255, outline=255)
+    window = np.concatenate([img[y0:y1, x0:x1, :3], np.asarray(mask)[:, :, None]], 2)
+    out = crop_quad(np.ascontiguousarray(window), q - [x0, y0], margin=margin)
+    rgb, inside = out[:, :, :3].copy(), out[:, :, 3] >= 128
+    if inside.all() or not inside.any():
+        return rgb
+    rgb[~inside] = np.median(rgb[~inside], axis=0).astype(np.uint8)
+    return rgb
+
+
+def split_wide(crop, max_aspect: float) -> list[np.ndarray]:
+    """A dark-on-light line crop (h, w[, C]) -> pieces no wider than max_aspect * h, cut at the
+    widest inkless column runs (word gaps); [crop] when it is narrow enough or has no gap.
+
+    A whole line squeezed into the recogniser's square input loses resolution as it gets longer;
+    a recogniser trained on short lines reads a long one best in a few word groups.
+    """
+    img = np.asarray(crop)
+    h, w = img.shape[:2]
+    if max_aspect <= 0 or w <= max_aspect * h:
+        return [img]
+    gray = img.mean(2) if img.ndim == 3 else img.astype(np.float64)
+    ink = (gray <= otsu_threshold(np.clip(gray, 0, 255).astype(np.uint8))).sum(0)
+    empty = ink <= max(1, 0.02 * h)
+    pieces, start = [], 0
+    while w - start > max_aspect * h:
+        lo, hi = start + int(0.4 * max_aspect * h), start + int(max_aspect * h)
+        run = np.convolve(empty[lo:hi].astype(float), np.ones(max(3, h // 4)), "same")   # gap width
+        if not len(run) or run.max() < 3:
+            break
+        cut = lo + int(np.argmax(run))
+        pieces.append(img[:, start:cut])
+        start = cut
+    pieces.append(img[:, start:])
+    return pieces

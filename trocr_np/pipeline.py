@@ -44,7 +44,7 @@ from detector_np.lines import LineOptions, find_lines, region_scores
 from detector_np.weights import load_craft, load_refiner
 from ocr_base.image_io import iter_pages, load_image
 
-from .crop import crop_quad, quad_size
+from .crop import crop_polygon, crop_quad, quad_size, split_wide, upright_polarity
 from .generate import GenerationOptions
 from .recognize import BATCH_SIZE, recognize
 from .tokenizer import decode
@@ -67,6 +67,13 @@ class PageOptions:
     group_images: recognise a page's crops together in batches of batch_size (Spark's groupImages);
                   False: one crop at a time.
     margin:       extra context around each crop, as a fraction of the line height.
+    polarity:     turn light-on-dark line crops into dark-on-light before recognition
+                  (`crop.upright_polarity`, decided per line).
+    mask_outside: paint what lies outside the line's polygon in the paper's colour
+                  (`crop.crop_polygon`: the neighbouring lines' ascenders and descenders).
+    max_aspect:   recognise lines wider than this many heights in pieces cut at word gaps and
+                  join their texts (`crop.split_wide`); 0: whole lines. The bundled model, trained on
+                  lines of 1-8 tokens, reads a 10-15 word line better in pieces (benchmarks/bench_lines.py).
     words:        find each line's words, their boxes and confidences (Line.words; generation then
                   also returns cross-attention, which places words CRAFT's boxes do not match).
     pdf_dpi:      resolution PDF pages are rendered at.
@@ -77,6 +84,9 @@ class PageOptions:
     batch_size: int = BATCH_SIZE
     group_images: bool = True
     margin: float = 0.0
+    polarity: bool = True
+    mask_outside: bool = True
+    max_aspect: float = 12.0
     words: bool = True
     pdf_dpi: float = 300
 
@@ -86,8 +96,14 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"PageOptions.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("polarity", "mask_outside"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PageOptions.{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.group_images, bool):
             raise ValueError(f"PageOptions.group_images must be True or False, got {self.group_images!r}")
+        if isinstance(self.max_aspect, bool) or not isinstance(self.max_aspect, (int, float)) \
+                or not 0 <= self.max_aspect < float("inf"):
+            raise ValueError(f"PageOptions.max_aspect must be a number >= 0, got {self.max_aspect!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 2:
             raise ValueError(f"PageOptions.margin must be a number from 0 to 2, got {self.margin!r}")
         if not isinstance(self.words, bool):
@@ -247,8 +263,25 @@ def _as_recognition(r) -> Reading:
     return Reading(str(r.text), float(r.confidence))
 
 
+def _join_readings(parts: list) -> Reading:
+    """The Readings of one line's pieces (`crop.split_wide`) -> one: texts joined by a space, the
+    mean confidence, tokens and their character spans in order. The attention columns of pieces
+    span different crops, so a joined line has none (its words come from the detector's boxes)."""
+    if len(parts) == 1:
+        return parts[0]
+    text, spans, tokens = "", [], []
+    for r in parts:
+        base = len(text) + (1 if text else 0)
+        text = f"{text} {r.text}" if text else r.text
+        tokens = None if tokens is None or r.tokens is None else tokens + list(r.tokens)
+        spans = None if spans is None or r.spans is None else spans + [
+            None if sp is None else (sp[0] + base, sp[1] + base) for sp in r.spans]
+    return Reading(text, float(np.mean([r.confidence for r in parts])), tokens, spans, None)
+
+
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
-             refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1) -> PageResult:
+             refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1,
+             detection=None) -> PageResult:
     """OCR one page.
 
     image:            anything `ocr_base.image_io.load_image` takes (path, bytes, PIL, ndarray).
@@ -259,19 +292,21 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     recognizer:       optional callable(list of (h, w, 3) uint8 crops) -> list of (text, confidence),
                       Recognition or trocr_np.words.Reading; replaces `model` (e.g. a stand-in with
                       known output in tests).
+    detection:        a `detector_np.Detection` of this image already made: detection is skipped
+                      (benchmarks compare line finders on one detection).
     """
     t = {}
     t0 = time.perf_counter()
     im = load_image(image)
     t["load"] = time.perf_counter() - t0
 
-    craft, ref = resolve_detector(detector_params, options.detect, refiner)
+    craft, ref = resolve_detector(detector_params, options.detect, refiner) if detection is None else (None, None)
     if recognizer is None:
         recognizer = trocr_recognizer(resolve_model(model), options)
     rgb = np.asarray(im)
 
     t0 = time.perf_counter()
-    det = detect(rgb, craft, options.detect, refiner=ref)
+    det = detection if detection is not None else detect(rgb, craft, options.detect, refiner=ref)
     t["detect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -285,17 +320,26 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     t["group"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    crops = [crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
+    crops = [crop_polygon(rgb, boxes[i], polys[i], margin=options.margin) if options.mask_outside
+             else crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
+    if options.polarity:
+        crops = [upright_polarity(c) for c in crops]
     t["crop"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    recs = []
-    if crops:
-        step = len(crops) if options.group_images else 1
-        for k in range(0, len(crops), step):
-            recs += [_as_recognition(r) for r in recognizer(crops[k:k + step])]
-        if len(recs) != len(crops):
-            raise ValueError(f"recogniser returned {len(recs)} results for {len(crops)} crops")
+    pieces = [split_wide(c, options.max_aspect) for c in crops]
+    flat = [p for ps in pieces for p in ps]
+    got = []
+    if flat:
+        step = len(flat) if options.group_images else 1
+        for k in range(0, len(flat), step):
+            got += [_as_recognition(r) for r in recognizer(flat[k:k + step])]
+        if len(got) != len(flat):
+            raise ValueError(f"recogniser returned {len(got)} results for {len(flat)} crops")
+    recs, k = [], 0
+    for ps in pieces:
+        recs.append(_join_readings(got[k:k + len(ps)]))
+        k += len(ps)
     t["recognize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
