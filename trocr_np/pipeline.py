@@ -199,6 +199,65 @@ def _as_recognition(r) -> tuple[str, float]:
     return str(r.text), float(r.confidence)
 
 
+@dataclass
+class PageRegions:
+    """The text lines of a page in reading order, before recognition (page pixel coordinates).
+
+    boxes:    M (4, 2) float32 quads, TL TR BR BL: what gets cropped.
+    polygons: M (K, 2) float32 outlines: what gets drawn (the quad itself without a refiner).
+    rows:     M reading-order row indices (lines of one row are joined by a space in the page text).
+    scores:   M mean CRAFT region scores (`detector_np.lines.region_scores`).
+    """
+    boxes: list
+    polygons: list
+    rows: list
+    scores: list
+
+
+def page_regions(rgb: np.ndarray, craft, options: PageOptions = PageOptions(), *, refiner=None,
+                 timings: dict | None = None) -> PageRegions:
+    """(H, W, 3) uint8 page -> its lines in reading order: detect, find_lines, reading_order, scores.
+
+    craft / refiner: loaded params (`resolve_detector`). timings: if given, gets "detect" and "group" seconds.
+    """
+    t = {} if timings is None else timings
+    t0 = time.perf_counter()
+    det = detect(rgb, craft, options.detect, refiner=refiner)
+    t["detect"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    boxes, polys = find_lines(det, (rgb.shape[1], rgb.shape[0]), options.lines)
+    rows = reading_order(boxes)
+    order = [i for r in rows for i in r]
+    row_of = {i: k for k, r in enumerate(rows) for i in r}
+    # the detector's maps are at half the resized image: page coords * ratio / 2
+    map_scale = float(np.mean(np.asarray(det.ratio, np.float64))) / 2
+    scores = region_scores(det.score_text, [polys[i] for i in order], map_scale, options.detect.low_text)
+    t["group"] = time.perf_counter() - t0
+    return PageRegions(boxes=[boxes[i] for i in order], polygons=[polys[i] for i in order],
+                       rows=[row_of[i] for i in order], scores=list(scores))
+
+
+def read_crops(crops: list, recognizer: Callable, group_images: bool = True) -> list[tuple[str, float]]:
+    """[(text, confidence)] for the crops: all in one recogniser call (group_images) or one call per crop."""
+    recs = []
+    if crops:
+        step = len(crops) if group_images else 1
+        for k in range(0, len(crops), step):
+            recs += [_as_recognition(r) for r in recognizer(crops[k:k + step])]
+        if len(recs) != len(crops):
+            raise ValueError(f"recogniser returned {len(recs)} results for {len(crops)} crops")
+    return recs
+
+
+def page_lines(regions: PageRegions, recs: list[tuple[str, float]]) -> list[Line]:
+    """Lines from the regions and their recognitions (coordinates rounded to 0.01 px, scores to 1e-4)."""
+    return [Line(text=text, polygon=np.round(poly, 2).tolist(), box=np.round(box, 2).tolist(),
+                 score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row)
+            for box, poly, row, s, (text, c) in zip(regions.boxes, regions.polygons, regions.rows,
+                                                    regions.scores, recs)]
+
+
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
              refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1) -> PageResult:
     """OCR one page.
@@ -220,40 +279,18 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     if recognizer is None:
         recognizer = trocr_recognizer(resolve_model(model), options)
     rgb = np.asarray(im)
+    regions = page_regions(rgb, craft, options, refiner=ref, timings=t)
 
     t0 = time.perf_counter()
-    det = detect(rgb, craft, options.detect, refiner=ref)
-    t["detect"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    boxes, polys = find_lines(det, im.size, options.lines)
-    rows = reading_order(boxes)
-    order = [i for r in rows for i in r]
-    row_of = {i: k for k, r in enumerate(rows) for i in r}
-    # the detector's maps are at half the resized image: page coords * ratio / 2
-    map_scale = float(np.mean(np.asarray(det.ratio, np.float64))) / 2
-    scores = region_scores(det.score_text, [polys[i] for i in order], map_scale, options.detect.low_text)
-    t["group"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    crops = [crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
+    crops = [crop_quad(rgb, box, margin=options.margin) for box in regions.boxes]
     t["crop"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    recs = []
-    if crops:
-        step = len(crops) if options.group_images else 1
-        for k in range(0, len(crops), step):
-            recs += [_as_recognition(r) for r in recognizer(crops[k:k + step])]
-        if len(recs) != len(crops):
-            raise ValueError(f"recogniser returned {len(recs)} results for {len(crops)} crops")
+    recs = read_crops(crops, recognizer, options.group_images)
     t["recognize"] = time.perf_counter() - t0
     t["total"] = sum(t.values())
 
-    lines = [Line(text=text, polygon=np.round(polys[i], 2).tolist(), box=np.round(boxes[i], 2).tolist(),
-                  score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row_of[i])
-             for i, s, (text, c) in zip(order, scores, recs)]
-    return PageResult(source=source, page=page, width=im.size[0], height=im.size[1], lines=lines,
+    return PageResult(source=source, page=page, width=im.size[0], height=im.size[1], lines=page_lines(regions, recs),
                       timings={k: round(v, 4) for k, v in t.items()}, image=im)
 
 
