@@ -64,7 +64,7 @@ def warmup_probe(width, page_path):
         import pandas as pd
         t0 = time.perf_counter()
         from trocr_np.spark import worker
-        from trocr_np.pipeline import PageOptions, ocr_page, trocr_recognizer
+        from trocr_np.pipeline import PageOptions, ocr_page
         from detector_np import DetectOptions
         t1 = time.perf_counter()
         worker.use_task_cpus()

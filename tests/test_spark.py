@@ -169,7 +169,8 @@ def test_saved_pipeline_runs_20_files_over_4_partitions(spark, tmp_path, models)
     loaded = PipelineModel.load(str(path))
     for a, b in zip(seed_pipeline().stages, loaded.stages):
         assert type(a) is type(b)
-        assert {p.name: v for p, v in a.extractParamMap().items()} == {p.name: v for p, v in b.extractParamMap().items()}
+        params = [{p.name: v for p, v in stage.extractParamMap().items()} for stage in (a, b)]
+        assert params[0] == params[1]
 
     files = tmp_path / "twenty"
     files.mkdir()

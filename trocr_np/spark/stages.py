@@ -122,7 +122,7 @@ def _options(build, params: dict):
         raise ValueError(f"{' / '.join(names)}: {e}") from None
 
 
-def _pretrained(name, lang, remote_loc, known: tuple, what: str, is_path) -> str:
+def _pretrained(name, lang, remote_loc, known: tuple, what: str, is_path, path_what: str) -> str:
     """A known model name, or an existing path (made absolute); anything else is an error listing both."""
     if lang not in (None, "en"):
         raise ValueError(f"no {what} for language {lang!r}; the bundled models read English ('en')")
@@ -134,8 +134,7 @@ def _pretrained(name, lang, remote_loc, known: tuple, what: str, is_path) -> str
         return name
     if is_path(name):
         return os.path.abspath(name)
-    raise ValueError(f"unknown pretrained {what} {name!r}; available: {', '.join(known)}, "
-                     f"or the path of {'CRAFT weights (.pth / .safetensors)' if 'detector' in what else 'a converted or Hugging Face TrOCR folder'}")
+    raise ValueError(f"unknown pretrained {what} {name!r}; available: {', '.join(known)}, or the path of {path_what}")
 
 
 class _Stage(Transformer, DefaultParamsReadable, DefaultParamsWritable):
@@ -227,7 +226,8 @@ class ImageTextDetectorV2(_Stage, HasInputCol, HasOutputCol):
     @classmethod
     def pretrained(cls, name=None, lang=None, remote_loc=None) -> "ImageTextDetectorV2":
         """A detector with the package's CRAFT weights (name None or 'craft_mlt_25k') or weights at a path."""
-        return cls(modelPath=_pretrained(name, lang, remote_loc, (CRAFT_NAME,), "detector", os.path.isfile))
+        return cls(modelPath=_pretrained(name, lang, remote_loc, (CRAFT_NAME,), "detector", os.path.isfile,
+                                         "CRAFT weights (.pth / .safetensors)"))
 
     def setInputCol(self, value): return self._set(inputCol=value)
     def setOutputCol(self, value): return self._set(outputCol=value)
@@ -319,7 +319,8 @@ class ImageToTextV2(_Stage, HasInputCols, HasOutputCol):
     def pretrained(cls, name=None, lang=None, remote_loc=None) -> "ImageToTextV2":
         """The bundled recogniser (name None or 'trocr-np-handwritten-small') or a model folder."""
         return cls(modelPath=_pretrained(name, lang, remote_loc, (BUNDLED_NAME,), "recogniser",
-                                         lambda p: os.path.isfile(os.path.join(p, "config.json"))))
+                                         lambda p: os.path.isfile(os.path.join(p, "config.json")),
+                                         "a converted or Hugging Face TrOCR folder"))
 
     def setInputCols(self, value): return self._set(inputCols=value)
     def setOutputCol(self, value): return self._set(outputCol=value)

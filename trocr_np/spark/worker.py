@@ -28,7 +28,6 @@ import math
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -149,16 +148,14 @@ def region_structs(regions: PageRegions, page: int) -> list[dict]:
 # ---------------------------------------------------------------- per-worker state
 _cache: dict = {}
 _cache_lock = threading.Lock()
-LOAD_SECONDS: dict = {}          # key -> seconds its first load took in this process (for the benchmark)
+_task_cpus = None                # what use_task_cpus last set in this process
 
 
 def cached(key, load: Callable):
     """load() once per Python worker process for each key; later tasks in the same worker reuse it."""
     with _cache_lock:
         if key not in _cache:
-            t0 = time.perf_counter()
             _cache[key] = load()
-            LOAD_SECONDS[key] = time.perf_counter() - t0
         return _cache[key]
 
 
@@ -205,10 +202,11 @@ def use_task_cpus() -> int:
     tc = TaskContext.get()
     if tc is None:                                     # not in a Spark task (called on the driver)
         return threads.THREADS
+    global _task_cpus
     n = max(1, int(tc.cpus()))
-    if cached(("threads",), lambda: [None])[0] != n:
+    if _task_cpus != n:
         threads.set_threads(n)
-        _cache[("threads",)] = [n]
+        _task_cpus = n
     return n
 
 
