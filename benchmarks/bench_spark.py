@@ -5,7 +5,8 @@
 The same pages (copies of examples/*.png) and the same options (the issue's seed pipeline, refiner off:
 width 500, linkThreshold 0.3, sizeThreshold -1) go through
 
-1. `ocr_files` in this process (models loaded and one page run first, so it is warm);
+1. `ocr_files` in this process (models loaded and one page run first, so it is warm), on all the
+   process's threads, then again on one thread (`ocr_base.threads.set_threads(1)`), as each Spark task runs;
 2. a cold process with an empty NUMBA_CACHE_DIR: import, model load, first page (Numba compiles), second page;
 3. Spark: session start; per Python worker, model load and first / second page (Numba from its disk cache);
    two untimed warm-up runs of the whole pipeline (so the stages' workers have their models), then the timed
@@ -141,6 +142,17 @@ def main(argv=None):
     print(f"ocr_files, one process: {local_s:.1f} s = {a.pages / local_s * 60:.2f} pages/min, "
           f"{local_cpu / a.pages:.1f} CPU s/page (after {warm_local:.1f} s model load + first page)")
 
+    # the same on one thread: CPU per page without our worker threads' and OpenBLAS's waiting
+    from ocr_base import threads
+    n_threads = threads.THREADS
+    threads.set_threads(1)
+    t, c = time.perf_counter(), tree_cpu_seconds()
+    list(ocr_files([pages_dir], model, craft, o))
+    one_s, one_cpu = time.perf_counter() - t, tree_cpu_seconds() - c
+    threads.set_threads(n_threads)
+    print(f"ocr_files, one process, 1 thread: {one_s:.1f} s = {a.pages / one_s * 60:.2f} pages/min, "
+          f"{one_cpu / a.pages:.1f} CPU s/page")
+
     # 2. a cold process: Numba compiles
     if not a.skip_cold:
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"), PYTHONPATH=str(ROOT))
@@ -185,7 +197,8 @@ def main(argv=None):
         print(f"Spark {a.master}, {a.partitions} partitions, 4 stages: {spark_s:.1f} s = "
               f"{a.pages / spark_s * 60:.2f} pages/min, {spark_cpu / a.pages:.1f} CPU s/page (JVM included)")
         print(f"overhead once warm: wall {(spark_s / local_s - 1) * 100:+.1f}%, "
-              f"CPU {(spark_cpu / local_cpu - 1) * 100:+.1f}% (goal <= +15%); "
+              f"CPU {(spark_cpu / local_cpu - 1) * 100:+.1f}% (against 1 thread {(spark_cpu / one_cpu - 1) * 100:+.1f}%) "
+              f"(goal <= +15%); "
               f"load average now {os.getloadavg()[0]:.1f}")
     finally:
         spark.stop()
