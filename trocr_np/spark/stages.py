@@ -260,11 +260,10 @@ class ImageTextDetectorV2(_Stage, HasInputCol, HasOutputCol):
         if g("withRefiner") and not g("refinerPath"):
             raise ValueError("withRefiner is True but refinerPath is not set: no LinkRefiner weights are bundled; "
                              "setRefinerPath('craft_refiner_CTW1500.pth')")
-        size = g("sizeThreshold")
         return _options(lambda: DetectOptions(
             canvas_size=g("canvasSize"), mag_ratio=g("magRatio"), width=g("width") or None,
             text_threshold=g("scoreThreshold"), link_threshold=g("linkThreshold"), low_text=g("textThreshold"),
-            size_threshold=int(size) if size == int(size) else size,
+            size_threshold=g("sizeThreshold"),
             refiner=g("refinerPath") if g("withRefiner") else None),
             dict(text_threshold="scoreThreshold", low_text="textThreshold", link_threshold="linkThreshold",
                  size_threshold="sizeThreshold", width="width", canvas_size="canvasSize", mag_ratio="magRatio"))
