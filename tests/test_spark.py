@@ -10,6 +10,7 @@ carry an exception while the others go through. The pipeline is saved and loaded
 Needs Java (.ci/run installs openjdk-17-jre-headless when `java` is missing) and the `spark` extra.
 """
 import ast
+import dataclasses
 import io
 import os
 import shutil
@@ -155,11 +156,14 @@ def test_corrupt_file_gets_an_exception_and_the_job_goes_on(rows):
     assert all(bad[c] is None for c in ("image", "text_regions", "text", "text_lines", "image_with_regions"))
 
 
+WORD_PAGE = (260, 64)
+
+
 def _word_page(k):
     words = ["harbour", "lantern", "meadow", "copper", "violet", "saddle", "winter", "pebble", "candle", "orchard"]
     assert 0 <= k < len(words)
     font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 28)
-    im = Image.new("RGB", (260, 64), "white")
+    im = Image.new("RGB", WORD_PAGE, "white")
     ImageDraw.Draw(im).text((12, 14), f"{words[k]} {k}", fill="black", font=font)
     return im
 
@@ -177,14 +181,16 @@ def test_saved_pipeline_runs_20_files_over_4_partitions(spark, tmp_path, models)
     files.mkdir()
     for k in range(20):                                                 # 10 pages, each twice
         _word_page(k % 10).save(files / f"p{k:02d}.png")
+    # the pages are small: CRAFT at their own width (the seed's 500 would only upscale them, 4x the work)
+    loaded.stages[1].setWidth(WORD_PAGE[0])
+    options = dataclasses.replace(SEED_OPTIONS, detect=dataclasses.replace(SEED_OPTIONS.detect, width=WORD_PAGE[0]))
     df = spark.read.format("binaryFile").load(str(files)).repartition(4)
     out = loaded.transform(df).select("path", "text", "exception", "pagenum").cache()
     from pyspark.sql.functions import spark_partition_id
     assert out.select(spark_partition_id().alias("pid")).distinct().count() == 4
     got = {Path(r["path"].replace("file:", "")).name: r for r in out.collect()}
     craft, model = models
-    first_ten = {Path(r.source).name: r.text for r in ocr_files(sorted(files.iterdir())[:10], model, craft,
-                                                                 SEED_OPTIONS)}
+    first_ten = {Path(r.source).name: r.text for r in ocr_files(sorted(files.iterdir())[:10], model, craft, options)}
     want = {f"p{k:02d}.png": first_ten[f"p{k % 10:02d}.png"] for k in range(20)}
     assert len(got) == 20 and all(r["exception"] is None and r["pagenum"] == 0 for r in got.values())
     assert {k: r["text"] for k, r in got.items()} == want
