@@ -112,7 +112,7 @@ def test_text_equals_ocr_page(rows, models):
         want = ocr_page(p, model, craft, SEED_OPTIONS)
         assert row["exception"] is None
         assert row["text"] == want.text and want.text.strip()
-        assert row["text_lines"] == [ln.to_dict() for ln in want.lines]
+        assert row["text_lines"] == [worker.line_struct(ln) for ln in want.lines]
         assert row["pagenum"] == 0
 
 
@@ -265,19 +265,17 @@ def test_bad_params_and_unknown_models_are_clear_errors(tmp_path):
     assert ImageToTextV2.pretrained(str(bundled.bundled_model_dir())).getModelPath() == str(bundled.bundled_model_dir())
 
 
-def test_hf_folder_is_converted_once_per_worker(tmp_path, monkeypatch):
+def test_hf_folder_is_loaded_once_per_worker(tmp_path, monkeypatch):
     from conftest import make_hf_trocr
     from trocr_np.convert import convert_trocr
     _, hf_dir = make_hf_trocr(tmp_path)
     monkeypatch.setenv("TROCR_NP_CACHE", str(tmp_path / "cache"))
-    got = worker.recognizer_dir(str(hf_dir))
-    assert got.parent == tmp_path / "cache" / "spark-models"
-    assert worker.recognizer_dir(str(hf_dir)) == got                     # the cached copy is found again
-    a, b = load_model(got), load_model(convert_trocr(hf_dir, tmp_path / "ref"))
+    assert ImageToTextV2.pretrained(str(hf_dir)).getModelPath() == str(hf_dir)
+    a = worker.recognizer_model(str(hf_dir))
+    assert worker.recognizer_model(str(hf_dir)) is a                     # cached in the worker
+    b = load_model(convert_trocr(hf_dir, tmp_path / "ref"))
     assert a.params.keys() == b.params.keys()
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
-    converted = worker.recognizer_dir(str(tmp_path / "ref"))              # a converted folder is used as is
-    assert converted == tmp_path / "ref"
 
 
 def test_nothing_else_imports_trocr_np_spark():

@@ -36,7 +36,7 @@ from .worker import CRAFT_NAME, EXCEPTION_COL
 
 # sizeThreshold's default in the production stage (detector_np's own default is -1, automatic)
 SIZE_THRESHOLD = 10
-OUTPUT_FORMATS = ("text",)      # hOCR / ALTO / PAGE once trocr_np.formats lands
+OUTPUT_FORMATS = ("text",)      # hOCR / ALTO / PAGE (trocr_np.outputs) are not wired in yet
 _DRAW = inspect.signature(draw_regions).parameters
 
 
@@ -94,7 +94,7 @@ def _to_output_format(v) -> str:
     v = TypeConverters.toString(v)
     if v.lower() not in OUTPUT_FORMATS:
         raise TypeError(f"outputFormat {v!r} is not available (available: {', '.join(OUTPUT_FORMATS)}; "
-                        "hOCR, ALTO and PAGE come with trocr_np.formats)")
+                        "hOCR, ALTO and PAGE are written by trocr-np ocr --format, not yet by this stage)")
     return v.lower()
 
 
@@ -289,7 +289,7 @@ class ImageToTextV2(_Stage, HasInputCols, HasOutputCol):
                                                       batchSize; False: one crop at a time
         margin         -> margin                      context around each crop, fraction of its height
         modelPath      the recogniser: 'trocr-np-handwritten-small' (bundled), a converted folder, or a
-                       Hugging Face TrOCR folder (converted once per worker into $TROCR_NP_CACHE)
+                       Hugging Face TrOCR folder (`load_model` converts it once into $TROCR_NP_CACHE)
 
     The image column is inputCols[0]; the regions column is regionsColumn, else inputCols[1].
     includeConfidence adds `confidenceCol`, the page's mean line confidence. outputFormat: "text".

@@ -23,10 +23,7 @@ stages pass such rows through (outputs null, the first error kept), and the job 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +35,9 @@ from PIL import Image
 from pyspark.sql import types as T
 
 from detector_np.draw import draw_regions
-from detector_np.weights import cache_dir, load_craft
+from detector_np.weights import load_craft
 from ocr_base import threads
 from ocr_base.image_io import load_pages
-from ocr_base.safetensors_io import safetensors_metadata
 
 from ..bundled import BUNDLED_NAME, bundled_model_dir
 from ..crop import crop_quad
@@ -77,6 +73,7 @@ REGION_SCHEMA = T.StructType([
     T.StructField("points", POINTS),                  # outline polygon: what is drawn
     T.StructField("box", POINTS),                     # the quad TL TR BR BL: what is cropped
     T.StructField("row", T.IntegerType()),            # reading-order row (lines of a row share a text line)
+    T.StructField("words", T.ArrayType(POINTS)),      # CRAFT's word boxes in the line (null: none known)
 ])
 LINE_SCHEMA = T.StructType([
     T.StructField("text", T.StringType()),
@@ -85,7 +82,20 @@ LINE_SCHEMA = T.StructType([
     T.StructField("score", T.DoubleType()),
     T.StructField("confidence", T.DoubleType()),      # mean token probability
     T.StructField("row", T.IntegerType()),
+    T.StructField("words", T.ArrayType(T.StructType([  # Line.words (trocr_np.words)
+        T.StructField("text", T.StringType()), T.StructField("box", POINTS),
+        T.StructField("confidence", T.DoubleType()), T.StructField("method", T.StringType())]))),
+    T.StructField("tokens", T.ArrayType(T.StructType([  # Line.tokens: [text, probability]
+        T.StructField("text", T.StringType()), T.StructField("probability", T.DoubleType())]))),
 ])
+
+
+def line_struct(line) -> dict:
+    """A pipeline.Line -> LINE_SCHEMA dict."""
+    d = line.to_dict()
+    d["words"] = line.words
+    d["tokens"] = None if line.tokens is None else [dict(text=t, probability=float(p)) for t, p in line.tokens]
+    return {f.name: d[f.name] for f in LINE_SCHEMA.fields}
 
 
 # ---------------------------------------------------------------- image structs
@@ -130,18 +140,24 @@ def _points(values) -> np.ndarray:
 
 def regions_from_structs(structs) -> PageRegions:
     rs = list(structs) if structs is not None else []
+    words = None
+    if rs and all(r.get("words") is not None for r in rs):
+        words = [np.asarray([_points(q) for q in r["words"]], np.float32).reshape(-1, 4, 2) for r in rs]
     return PageRegions(boxes=[_points(r["box"]) for r in rs], polygons=[_points(r["points"]) for r in rs],
-                       rows=[int(r["row"]) for r in rs], scores=[float(r["score"]) for r in rs])
+                       rows=[int(r["row"]) for r in rs], scores=[float(r["score"]) for r in rs], word_boxes=words)
 
 
 def region_structs(regions: PageRegions, page: int) -> list[dict]:
     out = []
-    for k, (box, poly, row, score) in enumerate(zip(regions.boxes, regions.polygons, regions.rows, regions.scores)):
+    words = regions.word_boxes or [None] * len(regions.boxes)
+    for k, (box, poly, row, score, wb) in enumerate(zip(regions.boxes, regions.polygons, regions.rows,
+                                                         regions.scores, words)):
         b = np.asarray(box, np.float64)
         (dx, dy), side = b[1] - b[0], b[3] - b[0]
         out.append(dict(index=k, page=page, x=float(b[0, 0]), y=float(b[0, 1]), width=float(np.hypot(dx, dy)),
                         height=float(np.hypot(*side)), score=float(score), angle=float(np.degrees(np.arctan2(dy, dx))),
-                        points=np.asarray(poly, np.float64).tolist(), box=b.tolist(), row=int(row)))
+                        points=np.asarray(poly, np.float64).tolist(), box=b.tolist(), row=int(row),
+                        words=None if wb is None else np.asarray(wb, np.float64).tolist()))
     return out
 
 
@@ -168,27 +184,9 @@ def detector_params(model: str, refiner: str | None):
 
 
 def recognizer_dir(model: str) -> Path:
-    """The bundled model's folder for its name; a converted folder as is; an HF folder converted once into
-    the cache ($TROCR_NP_CACHE/spark-models/<hash of its path and mtime>)."""
-    if model == BUNDLED_NAME:
-        return Path(bundled_model_dir())
-    src = Path(model)
-    st = src / "model.safetensors"
-    if st.is_file() and safetensors_metadata(st).get("format") == "trocr-np":
-        return src
-    from ..convert import convert_trocr
-    stamp = f"{src.resolve()}:{max(p.stat().st_mtime_ns for p in src.iterdir() if p.is_file())}"
-    dst = cache_dir() / "spark-models" / hashlib.sha256(stamp.encode()).hexdigest()[:16]
-    if not (dst / "model.safetensors").is_file():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".tmp-"))
-        convert_trocr(src, tmp)
-        try:
-            os.replace(tmp, dst)                       # atomic: another worker may race us
-        except OSError:
-            if not (dst / "model.safetensors").is_file():
-                raise
-    return dst
+    """The bundled model's folder for its name, else the folder given (a trocr-np folder, or a Hugging Face
+    one, which `load_model` converts once into $TROCR_NP_CACHE)."""
+    return Path(bundled_model_dir()) if model == BUNDLED_NAME else Path(model)
 
 
 def recognizer_model(model: str):
@@ -303,10 +301,11 @@ def run_read(job: ReadJob, batches):
         rgb = struct_to_rgb(image)
         regions = regions_from_structs(structs)
         crops = [crop_quad(rgb, box, margin=job.options.margin) for box in regions.boxes]
-        lines = page_lines(regions, read_crops(crops, recognizer, job.options.group_images))
+        lines = page_lines(regions, read_crops(crops, recognizer, job.options.group_images),
+                           [crop.shape[1] for crop in crops], job.options)
         page = PageResult(source=str(image.get("origin")), page=0, width=rgb.shape[1], height=rgb.shape[0],
                           lines=lines, timings={})
-        out = {job.output_col: page.text, job.lines_col: [ln.to_dict() for ln in lines]}
+        out = {job.output_col: page.text, job.lines_col: [line_struct(ln) for ln in lines]}
         if job.confidence_col:
             conf = [ln.confidence for ln in lines if ln.confidence == ln.confidence]
             out[job.confidence_col] = float(np.mean(conf)) if conf else None
