@@ -77,6 +77,25 @@ def workers():
     return _pool[1:] if _pool[1] is not None else None
 
 
+def set_threads(n: int) -> None:
+    """Use n worker threads from now on, and n OpenBLAS threads outside `run_parallel`.
+
+    For a process that learns its share of the cores after import (a Spark task: spark.task.cpus);
+    the pool is rebuilt at its next use. Not to be called while `run_parallel` runs.
+    """
+    global THREADS, _pool
+    n = max(1, int(n))
+    with _pool_lock:
+        if _pool is not None and _pool[1] is not None and n != THREADS:
+            _pool[1].shutdown(wait=False)
+            _pool = None
+        THREADS = n
+    np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)           # make sure BLAS is loaded
+    setters = find_openblas_thread_setters()
+    if setters is not None:
+        setters[0](n)
+
+
 def n_workers() -> int:
     return THREADS if workers() is not None else 1
 

@@ -279,6 +279,98 @@ def _join_readings(parts: list) -> Reading:
     return Reading(text, float(np.mean([r.confidence for r in parts])), tokens, spans, None)
 
 
+@dataclass
+class PageRegions:
+    """The text lines of a page in reading order, before recognition (page pixel coordinates).
+
+    boxes:    M (4, 2) float32 quads, TL TR BR BL: what gets cropped.
+    polygons: M (K, 2) float32 outlines: what gets drawn (the quad itself without a refiner).
+    rows:     M reading-order row indices (lines of one row are joined by a space in the page text).
+    scores:   M mean CRAFT region scores (`detector_np.lines.region_scores`).
+    word_boxes: M (n, 4, 2) CRAFT word boxes inside each line (`trocr_np.words.words_in_lines`), or None
+              (options.words off, or a refined detection, whose boxes are lines).
+    """
+    boxes: list
+    polygons: list
+    rows: list
+    scores: list
+    word_boxes: list | None = None
+
+
+def page_regions(rgb: np.ndarray, craft, options: PageOptions = PageOptions(), *, refiner=None,
+                 timings: dict | None = None, detection=None) -> PageRegions:
+    """(H, W, 3) uint8 page -> its lines in reading order: detect, find_lines, reading_order, scores.
+
+    craft / refiner: loaded params (`resolve_detector`). timings: if given, gets "detect" and "group" seconds.
+    detection: a `detector_np.Detection` of this page already made (then craft / refiner are unused).
+    """
+    t = {} if timings is None else timings
+    t0 = time.perf_counter()
+    det = detection if detection is not None else detect(rgb, craft, options.detect, refiner=refiner)
+    t["detect"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    boxes, polys = find_lines(det, (rgb.shape[1], rgb.shape[0]), options.lines)
+    rows = reading_order(boxes)
+    order = [i for r in rows for i in r]
+    row_of = {i: k for k, r in enumerate(rows) for i in r}
+    # the detector's maps are at half the resized image: page coords * ratio / 2
+    map_scale = float(np.mean(np.asarray(det.ratio, np.float64))) / 2
+    scores = region_scores(det.score_text, [polys[i] for i in order], map_scale, options.detect.low_text)
+    members = words_in_lines(det.boxes, boxes) if options.words and not det.refined else None
+    word_boxes = None if members is None else [np.asarray(det.boxes)[members[i]] for i in order]
+    t["group"] = time.perf_counter() - t0
+    return PageRegions(boxes=[boxes[i] for i in order], polygons=[polys[i] for i in order],
+                       rows=[row_of[i] for i in order], scores=list(scores), word_boxes=word_boxes)
+
+
+def page_crops(rgb: np.ndarray, regions: PageRegions, options: PageOptions = PageOptions()) -> list[np.ndarray]:
+    """An upright (h, w, 3) uint8 strip per line: the quad cropped (outside the polygon painted as
+    paper with options.mask_outside), then turned dark-on-light where it is light-on-dark."""
+    crops = [crop_polygon(rgb, box, poly, margin=options.margin) if options.mask_outside
+             else crop_quad(rgb, box, margin=options.margin) for box, poly in zip(regions.boxes, regions.polygons)]
+    return [upright_polarity(c) for c in crops] if options.polarity else crops
+
+
+def read_crops(crops: list, recognizer: Callable, options: PageOptions = PageOptions()) -> list[Reading]:
+    """A Reading per crop. Crops wider than options.max_aspect heights are read in pieces cut at word
+    gaps and their readings joined; all pieces go to the recogniser in one call (group_images) or
+    one call per piece."""
+    pieces = [split_wide(c, options.max_aspect) for c in crops]
+    flat = [p for ps in pieces for p in ps]
+    got = []
+    if flat:
+        step = len(flat) if options.group_images else 1
+        for k in range(0, len(flat), step):
+            got += [_as_recognition(r) for r in recognizer(flat[k:k + step])]
+        if len(got) != len(flat):
+            raise ValueError(f"recogniser returned {len(got)} results for {len(flat)} crops")
+    recs, k = [], 0
+    for ps in pieces:
+        recs.append(_join_readings(got[k:k + len(ps)]))
+        k += len(ps)
+    return recs
+
+
+def page_lines(regions: PageRegions, recs: list[Reading], crop_widths: list[int],
+               options: PageOptions = PageOptions()) -> list[Line]:
+    """Lines from the regions and their readings (coordinates rounded to 0.01 px, scores to 1e-4);
+    with options.words, each line's words (`trocr_np.words.line_words`)."""
+    lines = []
+    word_boxes = regions.word_boxes or [None] * len(regions.boxes)
+    for box, poly, row, s, r, width, wb in zip(regions.boxes, regions.polygons, regions.rows, regions.scores,
+                                                recs, crop_widths, word_boxes):
+        c = r.confidence
+        words = None
+        if options.words:
+            m = int(round(options.margin * quad_size(box)[0]))  # crop_quad's margin in pixels
+            words = line_words(r, box, width, m, wb) or None
+        lines.append(Line(text=r.text, polygon=np.round(poly, 2).tolist(), box=np.round(box, 2).tolist(),
+                          score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row,
+                          words=words, tokens=r.tokens))
+    return lines
+
+
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
              refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1,
              detection=None) -> PageResult:
@@ -304,57 +396,18 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     if recognizer is None:
         recognizer = trocr_recognizer(resolve_model(model), options)
     rgb = np.asarray(im)
+    regions = page_regions(rgb, craft, options, refiner=ref, timings=t, detection=detection)
 
     t0 = time.perf_counter()
-    det = detection if detection is not None else detect(rgb, craft, options.detect, refiner=ref)
-    t["detect"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    boxes, polys = find_lines(det, im.size, options.lines)
-    rows = reading_order(boxes)
-    order = [i for r in rows for i in r]
-    row_of = {i: k for k, r in enumerate(rows) for i in r}
-    # the detector's maps are at half the resized image: page coords * ratio / 2
-    map_scale = float(np.mean(np.asarray(det.ratio, np.float64))) / 2
-    scores = region_scores(det.score_text, [polys[i] for i in order], map_scale, options.detect.low_text)
-    t["group"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    crops = [crop_polygon(rgb, boxes[i], polys[i], margin=options.margin) if options.mask_outside
-             else crop_quad(rgb, boxes[i], margin=options.margin) for i in order]
-    if options.polarity:
-        crops = [upright_polarity(c) for c in crops]
+    crops = page_crops(rgb, regions, options)
     t["crop"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    pieces = [split_wide(c, options.max_aspect) for c in crops]
-    flat = [p for ps in pieces for p in ps]
-    got = []
-    if flat:
-        step = len(flat) if options.group_images else 1
-        for k in range(0, len(flat), step):
-            got += [_as_recognition(r) for r in recognizer(flat[k:k + step])]
-        if len(got) != len(flat):
-            raise ValueError(f"recogniser returned {len(got)} results for {len(flat)} crops")
-    recs, k = [], 0
-    for ps in pieces:
-        recs.append(_join_readings(got[k:k + len(ps)]))
-        k += len(ps)
+    recs = read_crops(crops, recognizer, options)
     t["recognize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    members = words_in_lines(det.boxes, boxes) if options.words and not det.refined else None
-    lines = []
-    for i, s, r, crop in zip(order, scores, recs, crops):
-        c = r.confidence
-        words = None
-        if options.words:
-            m = int(round(options.margin * quad_size(boxes[i])[0]))  # crop_quad's margin in pixels
-            words = line_words(r, boxes[i], crop.shape[1], m,
-                               None if members is None else np.asarray(det.boxes)[members[i]]) or None
-        lines.append(Line(text=r.text, polygon=np.round(polys[i], 2).tolist(), box=np.round(boxes[i], 2).tolist(),
-                          score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row_of[i],
-                          words=words, tokens=r.tokens))
+    lines = page_lines(regions, recs, [crop.shape[1] for crop in crops], options)
     t["group"] += time.perf_counter() - t0   # words are part of finding the lines' layout
     t["total"] = sum(v for k, v in t.items() if k != "total")
     return PageResult(source=source, page=page, width=im.size[0], height=im.size[1], lines=lines,
