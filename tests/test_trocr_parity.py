@@ -25,6 +25,7 @@ from trocr_np.config import ConfigError, expected_param_shapes, load_config
 from trocr_np.decoder import init_cache, decoder_forward, reorder_cache, sinusoidal_table
 from trocr_np.encoder import encoder_forward
 from trocr_np.model import WeightsError, load_model
+from trocr_np.quant import dequantize
 from trocr_np.preprocess import preprocess
 
 torch = pytest.importorskip("torch")
@@ -381,9 +382,12 @@ def test_load_model_weight_errors_and_fp16(tmp_path):
         load_model(hf_dir)
 
     save_safetensors({k: v.astype(np.float16) for k, v in w.items()}, st)
-    m = load_model(hf_dir)
+    m = load_model(hf_dir)  # the decoder's matrices stay float16 (trocr_np.quant), the rest is upcast
     assert all(v.dtype == np.float32 for v in m.params.values())
-    assert np.array_equal(m.params[key], w[key].astype(np.float16).astype(np.float32))
+    assert m.params[key].data.dtype == np.float16
+    assert np.array_equal(dequantize(m.params[key]), w[key].astype(np.float16).astype(np.float32))
+    enc_key = "encoder.encoder.layer.0.intermediate.dense.weight"
+    assert isinstance(m.params[enc_key], np.ndarray) and m.params[enc_key].dtype == np.float32
 
 
 def test_presets_are_what_they_claim(built):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .encoder import linear
 from .kernels import attend_one, bias_act_, layer_norm, softmax_
+from .quant import take_rows
 
 DEC_LN_EPS = 1e-5
 _P = "decoder.model.decoder."
@@ -80,7 +81,7 @@ def positions(params, cfg, input_ids, start):
 def embed(params, cfg, input_ids, start):
     """(B, T) int -> (B, T, D): token embedding * scale + positions, then optional LayerNorm."""
     d = cfg.decoder
-    x = params[_P + "embed_tokens.weight"][input_ids]               # (B, T, D) (a copy)
+    x = take_rows(params[_P + "embed_tokens.weight"], input_ids)    # (B, T, D) float32 (a copy)
     if d.scale_embedding:
         x *= np.float32(math.sqrt(d.d_model))
     x += positions(params, cfg, input_ids, start)

@@ -15,13 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
+from .kernels_q import matmul_packed
 from ocr_base.threads import n_workers, run_parallel, split
 
 
 def linear(x, w, b=None):
-    """(..., in) @ (out, in).T + (out,) -> (..., out)"""
+    """(..., in) @ (out, in).T + (out,) -> (..., out). w: a float32 array, or a PackedWeight
+    (8/16-bit, trocr_np.quant) multiplied by the kernels that read its stored bits."""
     # one (rows, in) GEMM for the whole batch: NumPy would loop over a leading batch axis
-    y = matmul_wt(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
+    matmul = matmul_wt if isinstance(w, np.ndarray) else matmul_packed
+    y = matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
