@@ -16,6 +16,7 @@ import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
 from .kernels_q import matmul_packed
+from .quant import float32_layer
 from ocr_base.threads import n_workers, run_parallel, split
 
 
@@ -179,8 +180,9 @@ def encoder_forward(params, cfg, pixel_values, output_attentions=False):
     """(B, C, H, W) float32 -> last_hidden_state (B, S, D) [, attentions: list of (B, H, S, S)]"""
     x = embeddings(params, cfg, np.asarray(pixel_values, dtype=np.float32))
     attentions = []
-    for i in range(cfg.encoder.num_hidden_layers):
-        x, probs = encoder_layer_fast(params, cfg, i, x, output_attentions)
+    for i in range(cfg.encoder.num_hidden_layers):  # 8/16-bit matrices: float32 for this layer only
+        layer = float32_layer(params, f"encoder.encoder.layer.{i}.")
+        x, probs = encoder_layer_fast(layer, cfg, i, x, output_attentions)
         attentions.append(probs)
     x = layer_norm(x, params["encoder.layernorm.weight"], params["encoder.layernorm.bias"],
                    cfg.encoder.layer_norm_eps)

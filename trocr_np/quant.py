@@ -5,17 +5,19 @@ bandwidth floor; fewer bytes per weight is the only way below it. A converted fo
 
   dtype      on disk (model.safetensors)                          in memory (load_model)
   float32    every floating tensor F32                            float32 arrays (unchanged)
-  float16    every floating tensor F16                            decode matrices: PackedWeight("float16"),
+  float16    every floating tensor F16                            decode and encoder matrices: PackedWeight,
   bfloat16   every floating tensor BF16                             the rest upcast to float32 once
-  int8       decode matrices I8 + `<name>.scale` F32 (N,) each,   decode matrices: PackedWeight("int8"),
-             the rest F32 (encoder matrices I8 too with             encoder matrices dequantised to float32
+  int8       decode matrices I8 + `<name>.scale` F32 (N,) each,   decode (and encoder) matrices: PackedWeight
+             the rest F32 (encoder matrices I8 too with
              quantize_encoder=True)
 
 The *decode matrices* are what a decode step streams: the decoder's self- and cross-attention
 q/k/v/out projections, fc1, fc2, the token embedding (the output projection when tied) and an
 untied output projection. They stay memory-mapped in their stored bits and the Numba kernels of
 `trocr_np.kernels_q` turn them into float32 inside the dot product; all arithmetic stays float32.
-The encoder runs big GEMMs in BLAS, which wants float32, so its weights are float32 in memory.
+The encoder's matrices (attention, MLP) stay packed too, but its big GEMMs run in BLAS, which
+wants float32: `float32_layer` dequantises one layer's matrices at a time just before the layer
+runs (~28 MB at base size, freed after), so memory stays near the file's size.
 
 int8 is symmetric per output channel (per row of the torch (out, in) matrix):
     scale[n] = max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) in [-127, 127],
@@ -148,5 +150,12 @@ def packed_params(raw: dict, where="weights") -> dict:
         else:
             out[name] = v.astype(np.float32) if v.dtype.kind == "f" and v.dtype != np.float32 else v
             continue
-        out[name] = w if DECODE_MATRIX.match(name) else dequantize(w)
+        out[name] = w if DECODE_MATRIX.match(name) or ENCODER_MATRIX.match(name) else dequantize(w)
     return out
+
+
+def float32_layer(params: dict, prefix: str) -> dict:
+    """`params` with the packed tensors under `prefix` (one encoder layer) dequantised to float32;
+    `params` itself when there are none."""
+    packed = {k: dequantize(v) for k, v in params.items() if k.startswith(prefix) and not isinstance(v, np.ndarray)}
+    return {**params, **packed} if packed else params
