@@ -216,12 +216,20 @@ def decoder_forward(params, cfg, input_ids, cache, output_attentions=False):
     return (logits, cross) if output_attentions else logits
 
 
-def reorder_cache(cache, index):
-    """In place: batch row b of every cache tensor <- row index[b] (beam search)."""
+def reorder_cache(cache, index, cross=True):
+    """In place: batch row b of every cache tensor <- row index[b] (beam search).
+
+    cross=False leaves the cross-attention K/V as they are: right when every index[b] is a row
+    computed from the same image as row b (beams of one image), since those rows are equal. Only
+    the filled positions [0, length) of the self-attention K/V are copied when the batch keeps its
+    size: beam search reorders every step, and the whole preallocated cache is mostly empty."""
     index = np.asarray(index, dtype=np.int64)
-    for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v):
+    n = cache.length
+    for lst in (cache.self_k, cache.self_v) + ((cache.cross_k, cache.cross_v) if cross else ()):
         for j, t in enumerate(lst):
-            if len(index) == t.shape[0]:
-                t[...] = t[index]  # keep the same (contiguous) buffer
-            else:  # the batch changes size (e.g. expanding images to beams)
+            if len(index) != t.shape[0]:  # the batch changes size (e.g. expanding images to beams)
                 lst[j] = np.ascontiguousarray(t[index])
+            elif lst is cache.self_k or lst is cache.self_v:
+                t[:, :, :n] = t[index, :, :n]  # keep the same (contiguous) buffer
+            else:
+                t[...] = t[index]
