@@ -1,7 +1,7 @@
 """Accuracy of the 8- and 16-bit weights (trocr_np.quant) against float32, on the bundled model.
 
-The bundled recogniser (stored float16) is converted to float32 (exact), bfloat16, int8 (decoder
-matrices) and int8 with the encoder quantised too. Each copy recognises (greedy, as the pipeline
+The bundled recogniser (stored float16) is converted to float32 (exact), float16 (the file as it
+is), bfloat16 and int8 (decoder matrices), and bfloat16 / int8 with the encoder's matrices too. Each copy recognises (greedy, as the pipeline
 does) the same line crops:
   synthetic  --synthetic N lines in the held-out handwriting fonts (weights/synth.py), with their text:
              CER against the truth per dtype, and its move from float32
@@ -33,7 +33,8 @@ from trocr_np.model import load_model  # noqa: E402
 from trocr_np.pipeline import ocr_page  # noqa: E402
 from trocr_np.recognize import recognize  # noqa: E402
 
-FORMATS = [("float32", False), ("float16", False), ("bfloat16", False), ("int8", False), ("int8", True)]
+FORMATS = [("float32", False), ("float16", False), ("bfloat16", False), ("bfloat16", True), ("int8", False),
+           ("int8", True)]
 OPTIONS = GenerationOptions(max_new_tokens=64)
 
 
@@ -72,6 +73,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pages", nargs="*", help="page images whose CRAFT line crops are recognised")
     ap.add_argument("--synthetic", type=int, default=200, help="synthetic held-out-font lines (with truth)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="DTYPE",
+                    help="compare only these dtypes with float32 (e.g. bfloat16 int8)")
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f}")
     sets = {}
@@ -85,6 +88,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="quant_acc_") as tmp:
         results = {}
         for dtype, enc in FORMATS:
+            if args.only and dtype != "float32" and dtype not in args.only:
+                continue
             label = dtype + (" +encoder" if enc else "")
             model = load_model(convert_trocr(bundled_model_dir(), Path(tmp) / label.replace(" +", "_"), dtype,
                                              quantize_encoder=enc))

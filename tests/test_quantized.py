@@ -129,7 +129,13 @@ def test_file_tensors_table():
     assert {q[k].dtype for k in names if k != "decoder.model.decoder.layers.0.fc1.weight"} == {np.dtype(np.float32)}
     assert file_tensors(t, "int8", quantize_encoder=True)["encoder.encoder.layer.0.intermediate.dense.weight"].dtype \
         == np.int8
-    assert all(isinstance(v, BFloat16Array) for v in file_tensors(t, "bfloat16").values())
+    b = file_tensors(t, "bfloat16")
+    assert isinstance(b["decoder.model.decoder.layers.0.fc1.weight"], BFloat16Array)
+    assert {b[k].dtype for k in names if k != "decoder.model.decoder.layers.0.fc1.weight"} == {np.dtype(np.float32)}
+    assert all(isinstance(v, BFloat16Array) for k, v in file_tensors(t, "bfloat16", quantize_encoder=True).items()
+               if k.endswith("fc1.weight") or k.endswith("intermediate.dense.weight"))
+    with pytest.raises(ValueError, match="quantize_encoder"):
+        file_tensors(t, "float16", quantize_encoder=True)
     with pytest.raises(CheckpointError, match="overflows float16"):
         file_tensors({"x": np.full((2, 2), 1e6, np.float32)}, "float16")
 
@@ -154,7 +160,7 @@ def test_name_patterns():
 
 # --------------------------------------------------------------------------- against transformers
 
-FORMATS = [("bfloat16", False), ("float16", False), ("int8", False), ("int8", True)]
+FORMATS = [("bfloat16", False), ("bfloat16", True), ("float16", False), ("int8", False), ("int8", True)]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +202,7 @@ def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder,
     model = load_model(dst)
     cfg, params = model.config, model.params
     packed = {k: v for k, v in params.items() if isinstance(v, PackedWeight)}
-    encoder_packed = dtype != "int8" or quantize_encoder
+    encoder_packed = dtype == "float16" or quantize_encoder
     assert packed and set(packed) == {k for k in params if DECODE_MATRIX.match(k)
                                       or (encoder_packed and ENCODER_MATRIX.match(k))}
     assert all(v.kind == dtype and not v.data.flags.writeable for v in packed.values())  # memory-mapped bits

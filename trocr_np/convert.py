@@ -121,9 +121,9 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bo
     """Convert the HF TrOCR folder `src_dir` into a trocr-np folder `dst_dir`; returns dst_dir.
 
     dtype: "float32" (exact), "float16" (half the size; floating tensors are cast with
-    numpy's round-to-nearest), "bfloat16" (half, round to nearest even) or "int8" (the
-    decoder's matrices per-row symmetric int8, the rest float32; with quantize_encoder the
-    encoder's matrices too). 16- and 8-bit matrices stay small in memory when loaded
+    numpy's round-to-nearest), "bfloat16" (the decoder's matrices, round to nearest even)
+    or "int8" (the decoder's matrices, per-row symmetric); with bfloat16 and int8 the rest
+    stays float32, and quantize_encoder stores the encoder's matrices that way too. 16- and 8-bit matrices stay small in memory when loaded
     (trocr_np.quant). Needs no torch, also for .bin files.
     """
     if dtype not in DTYPES:

@@ -3,13 +3,15 @@
 One decoded token reads every decoder weight once, so float32 decoding runs at the memory
 bandwidth floor; fewer bytes per weight is the only way below it. A converted folder may store:
 
-  dtype      on disk (model.safetensors)                          in memory (load_model)
-  float32    every floating tensor F32                            float32 arrays (unchanged)
-  float16    every floating tensor F16                            decode and encoder matrices: PackedWeight,
-  bfloat16   every floating tensor BF16                             the rest upcast to float32 once
-  int8       decode matrices I8 + `<name>.scale` F32 (N,) each,   decode (and encoder) matrices: PackedWeight
-             the rest F32 (encoder matrices I8 too with
-             quantize_encoder=True)
+  dtype      on disk (model.safetensors)                        in memory (load_model)
+  float32    every floating tensor F32                          float32 arrays (unchanged)
+  float16    every floating tensor F16                          decode and encoder matrices: PackedWeight,
+                                                                  the rest upcast to float32 once
+  bfloat16   decode matrices BF16, the rest F32                 decode matrices: PackedWeight
+  int8       decode matrices I8 + `<name>.scale` F32 (N,)       decode matrices: PackedWeight
+             each, the rest F32
+  quantize_encoder=True (bfloat16, int8): the encoder's matrices are stored that way too, and are
+  PackedWeight in memory.
 
 The *decode matrices* are what a decode step streams: the decoder's self- and cross-attention
 q/k/v/out projections, fc1, fc2, the token embedding (the output projection when tied) and an
@@ -108,20 +110,21 @@ def file_tensors(tensors: dict[str, np.ndarray], dtype: str, quantize_encoder: b
     {name: ndarray | BFloat16Array}, with `<name>.scale` added beside each int8 matrix."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if quantize_encoder and dtype != "int8":
-        raise ValueError(f"quantize_encoder applies to dtype='int8' ({dtype} files store every tensor in "
-                         f"{dtype}); got dtype={dtype!r}")
+    if quantize_encoder and dtype not in ("bfloat16", "int8"):
+        raise ValueError(f"quantize_encoder applies to dtype 'bfloat16' or 'int8' ({dtype} files store every "
+                         f"tensor as {dtype}); got dtype={dtype!r}")
     out = {}
     for name, v in tensors.items():
+        packed = DECODE_MATRIX.match(name) or (quantize_encoder and ENCODER_MATRIX.match(name))
         if not np.issubdtype(v.dtype, np.floating):
             out[name] = v
-        elif dtype == "int8" and (DECODE_MATRIX.match(name) or (quantize_encoder and ENCODER_MATRIX.match(name))):
+        elif dtype == "int8" and packed:
             out[name], out[name + SCALE_SUFFIX] = quantize_int8(v)
-        elif dtype == "bfloat16":
+        elif dtype == "bfloat16" and packed:
             out[name] = BFloat16Array(to_bfloat16(v))
         else:
             with np.errstate(over="ignore"):  # reported below, naming the tensor
-                out[name] = v.astype("float32" if dtype == "int8" else dtype, copy=False)
+                out[name] = v.astype("float16" if dtype == "float16" else "float32", copy=False)
             if dtype == "float16" and not np.all(np.isfinite(out[name])):
                 raise CheckpointError(f"{where}: tensor {name!r} overflows float16 (|values| > 65504); "
                                       "use --dtype bfloat16 or float32")
