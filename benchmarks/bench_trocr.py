@@ -172,18 +172,21 @@ def machine():
 def rss_child(model_dir):
     """In a fresh process: load, encode one image and decode a few tokens (every weight is read),
     print the resident set in bytes."""
+    def vm_rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+    before = vm_rss()  # Python, NumPy, Numba imported; no model yet
     model = load_model(model_dir, tokenizer=False)
-    px = np.zeros((1, 3, 384, 384), np.float32)
-    ours_steps(model, encoder_forward(model.params, model.config, px), 3)
-    with open("/proc/self/status") as f:
-        print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS")))
+    ours_steps(model, encoder_forward(model.params, model.config, np.zeros((1, 3, 384, 384), np.float32)), 3)
+    print(vm_rss(), before)
 
 
 def rss(model_dir):
     import subprocess
     out = subprocess.run([sys.executable, __file__, "--rss-child", model_dir, "--threads", str(ARGS.threads)],
                          capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1])
+    after, before = map(int, out.split()[-2:])
+    return after, before
 
 
 def dtype_rows(name, tmp, model, px, n):
@@ -213,7 +216,9 @@ def dtype_rows(name, tmp, model, px, n):
              for k, o in opts.items()}
         rows.append((name, f"beam 4 vs greedy {dt}", t["beam 4"], t["greedy"]))
         size = os.path.getsize(os.path.join(tmp if dt == "float32" else os.path.join(tmp, dt), "model.safetensors"))
-        rows.append((name, f"RSS vs file {dt}", rss(tmp if dt == "float32" else os.path.join(tmp, dt)), size))
+        after, before = rss(tmp if dt == "float32" else os.path.join(tmp, dt))
+        rows.append((name, f"RSS vs file {dt}", after, size))
+        rows.append((name, f"RSS - start RSS vs file {dt}", after - before, size))
     for _, what, t, r in rows:
         unit = (1e6, "MB") if what.startswith("RSS") else (1e-3, "ms")
         print(f"[{name}] {what:34s} {t / unit[0]:9.1f} {unit[1]} vs {r / unit[0]:9.1f} {unit[1]}   "
