@@ -1,10 +1,10 @@
 """Accuracy of the 8- and 16-bit weights (trocr_np.quant) against float32, on the bundled model.
 
 The bundled recogniser (stored float16) is converted to float32 (exact), float16 (the file as it
-is), bfloat16 and int8 (decoder matrices), and bfloat16 / int8 with the encoder's matrices too. Each copy recognises (greedy, as the pipeline
-does) the same line crops:
-  synthetic  --synthetic N lines in the held-out handwriting fonts (weights/synth.py), with their text:
-             CER against the truth per dtype, and its move from float32
+is), bfloat16 and int8 (decoder matrices), and bfloat16 / int8 with the encoder's matrices too.
+Each copy recognises (greedy, as the pipeline does) the same line crops:
+  synthetic  --synthetic N lines in the held-out handwriting fonts (weights/synth.py), with their
+             text: CER against the truth per dtype, and its move from float32
   photos     the line crops CRAFT finds on each page given (trocr_np.pipeline.ocr_page's boxes, found
              once): no truth, so the CER of each dtype's text against float32's (an upper bound on
              how far the CER against any truth can move, relative to float32's text length)

@@ -11,9 +11,11 @@ and prints each time and the ratio trocr-np / torch. With --dtype bfloat16 int8 
 converts the same model to those dtypes (trocr_np.quant) and times, for each dtype against our
 float32 in the same alternating runs:
   token / step x4   as above
-  RSS               resident memory after loading the folder and decoding a few tokens (a fresh
-                    subprocess each), against the weight file's size
-  beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line The two sides run alternately (A B A B ...)
+  RSS               resident memory after loading the folder, encoding one image and decoding a few
+                    tokens (a fresh subprocess each), against the weight file's size; also less
+                    the process's RSS before loading (Python, NumPy, Numba)
+  beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line
+The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
 minimum is the least disturbed estimate (medians are printed too). Both run float32 at the same thread count:
 OpenBLAS threads for us (OPENBLAS_NUM_THREADS, set before NumPy loads), torch.set_num_threads

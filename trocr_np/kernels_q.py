@@ -5,8 +5,8 @@ float32 matrix: it takes four weight rows at a time and, for every input row, co
 float32 in registers inside the dot products, so the weights travel from memory in their stored
 bits (2 or 1 byte each) and all sums are float32. (A first version dequantised four rows into a
 scratch block and ran the float32 kernel on it: 1.2-1.7x slower than this in-register version on
-one core, weights in cache, M = 1.) That is for decode steps (1 to 16 rows, SMALL_ROWS); with more rows (the one-off
-cross-attention K/V, a prompt) the matrix is used often enough that dequantising it for one BLAS
+one core, weights in cache, M = 1.) That is for decode steps (1 to 16 rows, SMALL_ROWS); with more
+rows (the one-off cross-attention K/V, a prompt) the matrix is used often enough that dequantising it for one BLAS
 GEMM is cheaper. The output columns are split over the worker threads (ocr_base.threads) as
 `kernels.matmul_wt` does, also for one row: here there is no OpenBLAS sgemv to leave it to.
 

@@ -61,7 +61,8 @@ def load_model(model_dir, tokenizer: bool = True) -> TrOCRModel:
     if not has_st and os.path.isfile(os.path.join(model_dir, "pytorch_model.bin")):
         raise FileNotFoundError(f"{model_dir}: has pytorch_model.bin but no model.safetensors; "
                                 f"convert it first: trocr-np convert {model_dir} OUT_DIR")
-    params = check_params(load_safetensors(model_dir, keep_bf16=True), cfg, where=os.path.join(model_dir, "model.safetensors"))
+    params = check_params(load_safetensors(model_dir, keep_bf16=True), cfg,
+                          where=os.path.join(model_dir, "model.safetensors"))
     tok = None
     if tokenizer:
         from .tokenizer import load_tokenizer
