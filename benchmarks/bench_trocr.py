@@ -7,7 +7,15 @@ For the base (ViT-B + 12 x 1024 decoder) and large (ViT-L + 12 x 1024) layouts i
   step x4   the same step for 4 rows at once (a batch of 4 images, or one image in a 4-beam
             search): the weights are read once for all rows
   greedy32  encoder + a whole greedy decode of exactly 32 new tokens (EOS suppressed)
-and prints each time and the ratio trocr-np / torch. The two sides run alternately (A B A B ...)
+and prints each time and the ratio trocr-np / torch. With --dtype bfloat16 int8 (...) it also
+converts the same model to those dtypes (trocr_np.quant) and times, for each dtype against our
+float32 in the same alternating runs:
+  token / step x4   as above
+  RSS               resident memory after loading the folder, encoding one image and decoding a few
+                    tokens (a fresh subprocess each), against the weight file's size; also less
+                    the process's RSS before loading (Python, NumPy, Numba)
+  beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line
+The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
 minimum is the least disturbed estimate (medians are printed too). Both run float32 at the same thread count:
 OpenBLAS threads for us (OPENBLAS_NUM_THREADS, set before NumPy loads), torch.set_num_threads
@@ -15,6 +23,11 @@ for the reference. Numba kernels are serial; the encoder runs them on its own wo
 (TROCR_NP_THREADS = --threads, each with single-threaded BLAS).
 
     python benchmarks/bench_trocr.py [--configs base large] [--threads N] [--repeat 3]
+    python benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 [--no-torch]
+
+It prints the CPU model and the OpenBLAS kernel in use (threadpoolctl, a benchmark-only extra).
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where a machine sets them, choose that kernel; users'
+machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.
 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
@@ -32,6 +45,10 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float16", "bfloat16", "int8"],
+                    help="also time these converted copies against our float32")
+    ap.add_argument("--no-torch", dest="torch", action="store_false", help="skip the torch comparisons")
+    ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)  # internal: one RSS measurement
     return ap.parse_args()
 
 
@@ -46,9 +63,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers import (TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig,  # noqa: E402
-                          VisionEncoderDecoderModel)
+if ARGS.rss_child is None:  # the RSS child measures our memory alone
+    import torch
+    from transformers import TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
 from trocr_np.decoder import decoder_forward, init_cache  # noqa: E402
 from trocr_np.encoder import encoder_forward  # noqa: E402
@@ -136,7 +153,85 @@ def ours_greedy(model, px, n):
     return ours_steps(model, enc, n)
 
 
+def machine():
+    """'CPU model; OpenBLAS version, kernel (architecture)' for the header line."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [f"{i['internal_api']} {i['version']} kernel {i.get('architecture')}" for i in threadpool_info()
+                if i["user_api"] == "blas"]
+    except ImportError:
+        blas = ["threadpoolctl not installed"]
+    env = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    return f"{cpu}; {', '.join(blas)}; {env}"
+
+
+def rss_child(model_dir):
+    """In a fresh process: load, encode one image and decode a few tokens (every weight is read),
+    print the resident set in bytes."""
+    def vm_rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+    before = vm_rss()  # Python, NumPy, Numba imported; no model yet
+    model = load_model(model_dir, tokenizer=False)
+    ours_steps(model, encoder_forward(model.params, model.config, np.zeros((1, 3, 384, 384), np.float32)), 3)
+    print(vm_rss(), before)
+
+
+def rss(model_dir):
+    import subprocess
+    out = subprocess.run([sys.executable, __file__, "--rss-child", model_dir, "--threads", str(ARGS.threads)],
+                         capture_output=True, text=True, check=True).stdout
+    after, before = map(int, out.split()[-2:])
+    return after, before
+
+
+def dtype_rows(name, tmp, model, px, n):
+    """Our float32 against the --dtype copies of the same model: per-token, 4-row step, RSS, beam 4."""
+    from trocr_np.convert import convert_trocr
+    from trocr_np.generate import GenerationOptions, generate
+
+    models = {"float32": model}
+    for dt in ARGS.dtype:
+        if dt != "float32":
+            models[dt] = load_model(convert_trocr(tmp, os.path.join(tmp, dt), dtype=dt), tokenizer=False)
+    enc = encoder_forward(model.params, model.config, px)
+    rows = []
+    for what, e in (("decoder / token", enc), ("decoder / step, 4 rows", np.repeat(enc, 4, axis=0))):
+        times = {dt: [] for dt in models}
+        for dt, m in models.items():
+            ours_steps(m, e, 4)  # warm-up: Numba load, page-in
+        for _ in range(ARGS.repeat):
+            for dt, m in models.items():
+                times[dt].extend(ours_steps(m, e, n)[1:])
+        for dt, ts in times.items():
+            rows.append((name, f"{what} {dt}", min(ts), min(times["float32"])))
+    opts = {"greedy": GenerationOptions(max_new_tokens=n, min_new_tokens=n),
+            "beam 4": GenerationOptions(num_beams=4, max_new_tokens=n, min_new_tokens=n)}
+    for dt, m in models.items():
+        t = {k: min(ab_times(lambda: generate(m, px, o), lambda: None, max(1, ARGS.repeat - 1))[0])
+             for k, o in opts.items()}
+        rows.append((name, f"beam 4 vs greedy {dt}", t["beam 4"], t["greedy"]))
+        size = os.path.getsize(os.path.join(tmp if dt == "float32" else os.path.join(tmp, dt), "model.safetensors"))
+        after, before = rss(tmp if dt == "float32" else os.path.join(tmp, dt))
+        rows.append((name, f"RSS vs file {dt}", after, size))
+        rows.append((name, f"RSS - start RSS vs file {dt}", after - before, size))
+    for _, what, t, r in rows:
+        unit = (1e6, "MB") if what.startswith("RSS") else (1e-3, "ms")
+        print(f"[{name}] {what:34s} {t / unit[0]:9.1f} {unit[1]} vs {r / unit[0]:9.1f} {unit[1]}   "
+              f"ratio {t / r:5.2f}", flush=True)
+    return rows
+
+
 def main():
+    if ARGS.rss_child:
+        return rss_child(ARGS.rss_child)
+    print(f"machine: {machine()}")
     torch.set_num_threads(ARGS.threads)
     n = ARGS.tokens
     print(f"threads: OpenBLAS {ARGS.threads}, torch {torch.get_num_threads()}; numpy {np.__version__}, "
@@ -151,6 +246,10 @@ def main():
             print(f"[{name}] built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
             px = np.random.default_rng(0).uniform(-1, 1, (1, 3, 384, 384)).astype(np.float32)
             px_t = torch.from_numpy(px)
+            if len(ARGS.dtype) > 1 or ARGS.dtype != ["float32"]:
+                rows += dtype_rows(name, tmp, model, px, n)
+            if not ARGS.torch:
+                continue
             with torch.inference_mode():
                 enc_times = ab_times(lambda: encoder_forward(model.params, model.config, px),
                                      lambda: hf.encoder(px_t), ARGS.repeat)
@@ -184,10 +283,11 @@ def main():
             del hf, model
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nsummary (ratio = trocr-np / torch; goals: encoder <= 1.0, decoder/token <= 0.8); "
+    print(f"\nsummary (ratio = trocr-np / torch, or dtype / our float32, beam 4 / greedy, RSS / file size; "
+          f"goals: bf16 <= 0.6, int8 <= 0.5, beam 4 <= 1.5, RSS <= 1.2; seconds, or bytes for RSS); "
           f"load average now {os.getloadavg()[0]:.2f}")
     for name, what, t, r in rows:
-        print(f"  {name:5s} {what:24s} {t * 1e3:9.1f} ms {r * 1e3:9.1f} ms  {t / r:5.2f}")
+        print(f"  {name:5s} {what:34s} {t:12.4g} {r:12.4g}  {t / r:5.2f}")
     return 0
 
 

@@ -8,9 +8,9 @@
 Every malformed, truncated or hostile file raises CheckpointError (a ValueError) naming the file, and
 the tensor when one is involved; UnsafeCheckpointError when a pickle asks for a global we don't admit.
 """
-from .safetensors_io import load_safetensors, safetensors_metadata, save_safetensors
+from .safetensors_io import BFloat16Array, load_safetensors, safetensors_metadata, save_safetensors
 from .tensors import CheckpointError, UnsafeCheckpointError, check_tensors, in_folder, load_sharded
 from .torch_pickle import load_torch
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "check_tensors", "in_folder", "load_safetensors",
+__all__ = ["BFloat16Array", "CheckpointError", "UnsafeCheckpointError", "check_tensors", "in_folder", "load_safetensors",
            "load_sharded", "load_torch", "safetensors_metadata", "save_safetensors"]

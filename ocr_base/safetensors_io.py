@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ from .files import atomic_write
 from .tensors import CheckpointError, in_folder, load_sharded
 
 
-# safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype:
-# we read it as raw uint16 and upcast to float32 (see bf16_to_f32).
+# safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype: we read it as raw
+# uint16 and upcast it to float32 (bf16_to_f32), or keep the bits (BFloat16Array, keep_bf16=True).
 _ST_DTYPES = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
     "BF16": np.dtype("<u2"),
@@ -36,7 +37,22 @@ def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
-def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class BFloat16Array:
+    """A bfloat16 tensor kept as its raw bits: `bits` is a uint16 array of the tensor's shape
+    (the top 16 bits of each float32). NumPy has no bfloat16, so this tags the bits as bf16 for
+    `save_safetensors` and for readers that compute on them without an upcast."""
+    bits: np.ndarray
+
+    @property
+    def shape(self):
+        return self.bits.shape
+
+    def to_float32(self) -> np.ndarray:
+        return bf16_to_f32(self.bits)
+
+
+def load_safetensors(path, mmap: bool = True, keep_bf16: bool = False) -> dict[str, np.ndarray]:
     """Read a safetensors checkpoint into {name: array}.
 
     `path` is a `.safetensors` file, a sharded `*.safetensors.index.json`, or a
@@ -45,7 +61,8 @@ def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
     With mmap=True (default) each array is a read-only view into a memory map of
     the file; with mmap=False each is an independent, writable in-memory copy.
     BF16 tensors are upcast to float32 (numpy has no bfloat16), which means a
-    copy in memory either way. Arrays that the file stores misaligned for their
+    copy in memory either way; with keep_bf16=True they come back as
+    BFloat16Array instead, holding the (memory-mapped) uint16 bits. Arrays that the file stores misaligned for their
     dtype are copied too, so Numba kernels can take any returned array.
 
     Raises FileNotFoundError if nothing is there, and CheckpointError (a
@@ -53,8 +70,8 @@ def load_safetensors(path, mmap: bool = True) -> dict[str, np.ndarray]:
     """
     path = in_folder(path, "model.safetensors")
     if path.name.endswith(".index.json"):
-        return load_sharded(path, lambda p: _load_safetensors_file(p, mmap))
-    return _load_safetensors_file(path, mmap)
+        return load_sharded(path, lambda p: _load_safetensors_file(p, mmap, keep_bf16))
+    return _load_safetensors_file(path, mmap, keep_bf16)
 
 
 def safetensors_metadata(path) -> dict[str, str]:
@@ -88,7 +105,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict, int]:
     return header, 8 + n
 
 
-def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
+def _load_safetensors_file(path: Path, mmap: bool, keep_bf16: bool = False) -> dict[str, np.ndarray]:
     header, data_start = _read_safetensors_header(path)
     data_len = path.stat().st_size - data_start
 
@@ -130,18 +147,19 @@ def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
     for begin, end, name, dt, shape in entries:
         raw = np.asarray(buf[data_start + begin: data_start + end])  # plain ndarray view, memmap as its base
         arr = raw.view(_ST_DTYPES[dt]).reshape(shape)
-        if dt == "BF16":
+        if dt == "BF16" and not keep_bf16:
             arr = bf16_to_f32(arr)
         elif not mmap or not arr.flags.aligned:
             arr = np.array(arr)
         if mmap:
             arr.flags.writeable = False
-        out[name] = arr
+        out[name] = BFloat16Array(arr) if dt == "BF16" and keep_bf16 else arr
     return out
 
 
 def save_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, str] | None = None) -> None:
     """Write {name: array} to a safetensors file (C-contiguous copies where needed).
+    A BFloat16Array value is written as a BF16 tensor.
 
     The file is written next to its destination and then renamed over it, so a
     reader that has the old file memory-mapped keeps a consistent view.
@@ -151,11 +169,41 @@ def save_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, s
     path = Path(path)
     arrays = {}
     for name, a in tensors.items():
-        if not isinstance(a, np.ndarray):
+        if isinstance(a, BFloat16Array):
+            a = a.bits
+        elif not isinstance(a, np.ndarray):
             raise TypeError(f"save_safetensors: tensor {name!r} is a {type(a).__name__}, expected a numpy array")
         arrays[name] = np.ascontiguousarray(a)
     if metadata is not None:
         bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
         if bad:
             raise TypeError(f"save_safetensors: metadata must map str to str; bad entries: {bad}")
-    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=metadata))
+    bf16 = {name for name, a in tensors.items() if isinstance(a, BFloat16Array)}
+    if bf16:
+        atomic_write(path, lambda tmp: _write_safetensors(arrays, bf16, metadata, tmp))
+    else:
+        atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=metadata))
+
+
+def _write_safetensors(arrays: dict[str, np.ndarray], bf16: set, metadata, filename) -> None:
+    """Write the format here, because safetensors.numpy cannot express BF16. Tensors go widest
+    dtype first (then by name), so each starts aligned to its item size, as the Rust writer does;
+    the header is padded with spaces to a multiple of 8 bytes."""
+    st_name = {v: k for k, v in _ST_DTYPES.items() if k != "BF16"}  # <u2 -> U16 (BF16 by name)
+    order = sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k))
+    header, offset = {}, 0
+    for k in order:
+        a = arrays[k]
+        dt = "BF16" if k in bf16 else st_name.get(a.dtype.newbyteorder("<"))
+        if dt is None:
+            raise TypeError(f"save_safetensors: tensor {k!r} has unsupported dtype {a.dtype}")
+        header[k] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(filename, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for k in order:
+            f.write(np.ascontiguousarray(arrays[k], arrays[k].dtype.newbyteorder("<")).data)

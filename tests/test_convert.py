@@ -262,7 +262,9 @@ def test_tokenizer_errors(src_copy, tmp_path):
 def test_bad_arguments(src_copy, tmp_path):
     src = src_copy()
     with pytest.raises(ValueError, match="dtype"):
-        convert_trocr(src, tmp_path / "out", dtype="bfloat16")
+        convert_trocr(src, tmp_path / "out", dtype="int4")
+    with pytest.raises(ValueError, match="quantize_encoder"):
+        convert_trocr(src, tmp_path / "out", dtype="float16", quantize_encoder=True)
     with pytest.raises(ValueError, match="source folder"):
         convert_trocr(src, src)
 

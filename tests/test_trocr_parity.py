@@ -25,6 +25,7 @@ from trocr_np.config import ConfigError, expected_param_shapes, load_config
 from trocr_np.decoder import init_cache, decoder_forward, reorder_cache, sinusoidal_table
 from trocr_np.encoder import encoder_forward
 from trocr_np.model import WeightsError, load_model
+from trocr_np.quant import dequantize
 from trocr_np.preprocess import preprocess
 
 torch = pytest.importorskip("torch")
@@ -381,9 +382,13 @@ def test_load_model_weight_errors_and_fp16(tmp_path):
         load_model(hf_dir)
 
     save_safetensors({k: v.astype(np.float16) for k, v in w.items()}, st)
-    m = load_model(hf_dir)
+    m = load_model(hf_dir)  # the network's matrices stay float16 (trocr_np.quant), the rest is upcast
     assert all(v.dtype == np.float32 for v in m.params.values())
-    assert np.array_equal(m.params[key], w[key].astype(np.float16).astype(np.float32))
+    for k in (key, "encoder.encoder.layer.0.intermediate.dense.weight"):
+        assert m.params[k].data.dtype == np.float16
+        assert np.array_equal(dequantize(m.params[k]), w[k].astype(np.float16).astype(np.float32))
+    bias = "decoder.model.decoder.layers.1.fc1.bias"
+    assert isinstance(m.params[bias], np.ndarray) and m.params[bias].dtype == np.float32
 
 
 def test_presets_are_what_they_claim(built):

@@ -25,6 +25,7 @@ from detector_np.lines import METHODS as LINE_METHODS, LineOptions
 from .generate import GenerationOptions
 from .outputs import FORMATS, OutputOptions
 from .pipeline import PageOptions
+from .quant import DTYPES
 from .recognize import BATCH_SIZE
 
 
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a Hugging Face TrOCR checkpoint folder")
     c.add_argument("src", help="HF checkpoint folder (model.safetensors or pytorch_model.bin, config.json, ...)")
     c.add_argument("dst", help="output folder")
-    c.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    c.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="weights as stored and kept in memory (16/8-bit: the decoder's matrices; see trocr_np.quant)")
+    c.add_argument("--quantize-encoder", action="store_true",
+                   help="with --dtype bfloat16/int8: the encoder's matrices too")
     c.set_defaults(func=_cmd_convert)
 
     r = sub.add_parser("recognize", help="recognise single text-line images")
@@ -133,7 +137,7 @@ def _cmd_convert(args) -> int:
 
     from .convert import convert_trocr
 
-    dst = convert_trocr(args.src, args.dst, dtype=args.dtype)
+    dst = convert_trocr(args.src, args.dst, dtype=args.dtype, quantize_encoder=args.quantize_encoder)
     out = dst / "model.safetensors"
     n = len(load_safetensors(out))
     files = sorted(p.name for p in dst.iterdir() if p.is_file() and p.name != "model.safetensors")

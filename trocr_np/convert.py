@@ -16,8 +16,9 @@ Everything else must match the config exactly: a missing tensor, an unexpected
 one or a wrong shape raises CheckpointError naming the file, the tensor and both
 shapes, rather than producing a model that runs and reads garbage.
 
-Output folder: `model.safetensors` (float32, or float16 with dtype="float16";
-metadata records the source file, dtype and trocr-np version) and copies of
+Output folder: `model.safetensors` (float32; or float16, bfloat16, or int8 for the
+decoder's matrices, as the table in trocr_np.quant says; metadata records the source
+file, dtype, quantize_encoder and trocr-np version) and copies of
 `config.json`, the image-processor file(s) (`preprocessor_config.json` and/or
 `processor_config.json`, so `load_config` applies transformers' precedence to the copy as to the
 source), `generation_config.json` (if present) and the tokenizer files (`tokenizer.json`, or
@@ -35,6 +36,7 @@ import numpy as np
 from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors, load_torch, save_safetensors
 
 from .config import expected_param_shapes, load_config, read_preprocessor
+from .quant import DTYPES, file_tensors
 from .spm import read_model as read_spm_model
 
 CONFIG_FILES = ("config.json",)
@@ -126,14 +128,17 @@ def _version() -> str:
         return "unknown"
 
 
-def convert_trocr(src_dir, dst_dir, dtype: str = "float32") -> Path:
+def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bool = False) -> Path:
     """Convert the HF TrOCR folder `src_dir` into a trocr-np folder `dst_dir`; returns dst_dir.
 
-    dtype: "float32" (exact) or "float16" (half the size; floating tensors are
-    cast with numpy's round-to-nearest). Needs no torch, also for .bin files.
+    dtype: "float32" (exact), "float16" (half the size; floating tensors are cast with
+    numpy's round-to-nearest), "bfloat16" (the decoder's matrices, round to nearest even)
+    or "int8" (the decoder's matrices, per-row symmetric); with bfloat16 and int8 the rest
+    stays float32, and quantize_encoder stores the encoder's matrices that way too. 16- and 8-bit matrices stay small in memory when loaded
+    (trocr_np.quant). Needs no torch, also for .bin files.
     """
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     src, dst = Path(src_dir), Path(dst_dir)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
@@ -150,12 +155,12 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32") -> Path:
                                  learned_positions=cfg.decoder.use_learned_position_embeddings,
                                  where=weights_path)
     check_tensors(tensors, expected_param_shapes(cfg), weights_path)
-    target = np.dtype(dtype)
-    tensors = {k: (v.astype(target, copy=False) if np.issubdtype(v.dtype, np.floating) else v) for k, v in tensors.items()}
+    tensors = file_tensors(tensors, dtype, quantize_encoder, where=weights_path)
 
     dst.mkdir(parents=True, exist_ok=True)
     save_safetensors(tensors, dst / "model.safetensors", metadata={
-        "format": "trocr-np", "source": weights_path.name, "dtype": dtype, "trocr_np_version": _version()})
+        "format": "trocr-np", "source": weights_path.name, "dtype": dtype,
+        "quantize_encoder": str(quantize_encoder).lower(), "trocr_np_version": _version()})
     for name in CONFIG_FILES + OPTIONAL_FILES + tuple(tok_files):
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)

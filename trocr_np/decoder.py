@@ -22,6 +22,7 @@ import numpy as np
 
 from .encoder import linear
 from .kernels import attend_one, bias_act_, layer_norm, softmax_
+from .quant import take_rows
 
 DEC_LN_EPS = 1e-5
 _P = "decoder.model.decoder."
@@ -80,7 +81,7 @@ def positions(params, cfg, input_ids, start):
 def embed(params, cfg, input_ids, start):
     """(B, T) int -> (B, T, D): token embedding * scale + positions, then optional LayerNorm."""
     d = cfg.decoder
-    x = params[_P + "embed_tokens.weight"][input_ids]               # (B, T, D) (a copy)
+    x = take_rows(params[_P + "embed_tokens.weight"], input_ids)    # (B, T, D) float32 (a copy)
     if d.scale_embedding:
         x *= np.float32(math.sqrt(d.d_model))
     x += positions(params, cfg, input_ids, start)
@@ -215,12 +216,20 @@ def decoder_forward(params, cfg, input_ids, cache, output_attentions=False):
     return (logits, cross) if output_attentions else logits
 
 
-def reorder_cache(cache, index):
-    """In place: batch row b of every cache tensor <- row index[b] (beam search)."""
+def reorder_cache(cache, index, cross=True):
+    """In place: batch row b of every cache tensor <- row index[b] (beam search).
+
+    cross=False leaves the cross-attention K/V as they are: right when every index[b] is a row
+    computed from the same image as row b (beams of one image), since those rows are equal. Only
+    the filled positions [0, length) of the self-attention K/V are copied when the batch keeps its
+    size: beam search reorders every step, and the whole preallocated cache is mostly empty."""
     index = np.asarray(index, dtype=np.int64)
-    for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v):
+    n = cache.length
+    for lst in (cache.self_k, cache.self_v) + ((cache.cross_k, cache.cross_v) if cross else ()):
         for j, t in enumerate(lst):
-            if len(index) == t.shape[0]:
-                t[...] = t[index]  # keep the same (contiguous) buffer
-            else:  # the batch changes size (e.g. expanding images to beams)
+            if len(index) != t.shape[0]:  # the batch changes size (e.g. expanding images to beams)
                 lst[j] = np.ascontiguousarray(t[index])
+            elif lst is cache.self_k or lst is cache.self_v:
+                t[:, :, :n] = t[index, :, :n]  # keep the same (contiguous) buffer
+            else:
+                t[...] = t[index]

@@ -15,13 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
+from .kernels_q import matmul_packed
+from .quant import float32_layer
 from ocr_base.threads import n_workers, run_parallel, split
 
 
 def linear(x, w, b=None):
-    """(..., in) @ (out, in).T + (out,) -> (..., out)"""
+    """(..., in) @ (out, in).T + (out,) -> (..., out). w: a float32 array, or a PackedWeight
+    (8/16-bit, trocr_np.quant) multiplied by the kernels that read its stored bits."""
     # one (rows, in) GEMM for the whole batch: NumPy would loop over a leading batch axis
-    y = matmul_wt(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
+    matmul = matmul_wt if isinstance(w, np.ndarray) else matmul_packed
+    y = matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
@@ -176,8 +180,9 @@ def encoder_forward(params, cfg, pixel_values, output_attentions=False):
     """(B, C, H, W) float32 -> last_hidden_state (B, S, D) [, attentions: list of (B, H, S, S)]"""
     x = embeddings(params, cfg, np.asarray(pixel_values, dtype=np.float32))
     attentions = []
-    for i in range(cfg.encoder.num_hidden_layers):
-        x, probs = encoder_layer_fast(params, cfg, i, x, output_attentions)
+    for i in range(cfg.encoder.num_hidden_layers):  # 8/16-bit matrices: float32 for this layer only
+        layer = float32_layer(params, f"encoder.encoder.layer.{i}.")
+        x, probs = encoder_layer_fast(layer, cfg, i, x, output_attentions)
         attentions.append(probs)
     x = layer_norm(x, params["encoder.layernorm.weight"], params["encoder.layernorm.bias"],
                    cfg.encoder.layer_norm_eps)

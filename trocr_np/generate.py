@@ -398,8 +398,8 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
         if output_attentions:
             fin_att = _gather(np.concatenate([fin_att, cand_att], axis=1), best)
 
-        # g. the cache follows the surviving beams
-        reorder_cache(cache, run_bidx[:, :, cur - 1].reshape(B * nb))
+        # g. the cache follows the surviving beams (each within its own image: cross K/V stay)
+        reorder_cache(cache, run_bidx[:, :, cur - 1].reshape(B * nb), cross=False)
         cur += 1
         best_len = (L - 1) if (early == "never" and lp_pow > 0.0) else (cur - 1)
         best_possible = run_scores[:, :1] / np.float32(best_len ** lp_pow)

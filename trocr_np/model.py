@@ -10,8 +10,10 @@ A converted trocr-np folder (`trocr-np convert`) is read as it is:
 Any other folder is taken for a Hugging Face checkpoint: it is converted on first use into the
 cache and read from there afterwards (trocr_np.hf_cache).
 
-float32 tensors stay read-only views into the memory-mapped file (no RAM until touched);
-float16/bfloat16 files are upcast to float32 once at load, since the math runs in float32.
+float32 tensors stay read-only views into the memory-mapped file (no RAM until touched). In
+float16/bfloat16/int8 files the decoder's matrices stay in their stored bits, memory-mapped
+(trocr_np.quant.PackedWeight, multiplied by trocr_np.kernels_q); the other tensors are upcast to
+float32 once at load (trocr_np.quant has the table).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors
 
 from .config import TrOCRConfig, expected_param_shapes, load_config
 from .hf_cache import converted_folder, is_converted
+from .quant import packed_params
 
 
 # The weights do not fit the config (missing, unexpected or wrongly shaped tensor): raised by the one
@@ -45,14 +48,15 @@ _IGNORED_PREFIXES = ("encoder.pooler.",)
 
 
 def check_params(params: dict, cfg: TrOCRConfig, where: str = "weights") -> dict[str, np.ndarray]:
-    """Validate names and shapes against the config; returns the params the model uses
-    (float32, pooler and a redundant tied output projection dropped)."""
-    used = {name: arr for name, arr in params.items()
+    """Validate names and shapes against the config; returns the params the model uses (float32
+    or, for the decoder's matrices in 8/16-bit files, PackedWeight; pooler and a redundant tied
+    output projection dropped). `params` as load_safetensors(keep_bf16=True) returns them."""
+    used = {name: arr for name, arr in packed_params(params, where).items()
             if not name.startswith(_IGNORED_PREFIXES)
             # tied: the model uses embed_tokens (old .bin files store the shared copy too)
             and not (name == "decoder.output_projection.weight" and cfg.decoder.tie_word_embeddings)}
     check_tensors(used, expected_param_shapes(cfg), where)
-    return {name: arr if arr.dtype == np.float32 else arr.astype(np.float32) for name, arr in used.items()}
+    return used
 
 
 def load_model(model_dir, tokenizer: bool = True) -> TrOCRModel:
@@ -72,7 +76,8 @@ def load_model(model_dir, tokenizer: bool = True) -> TrOCRModel:
 
 def _load_converted(model_dir: str, tokenizer: bool, mmap: bool = True) -> TrOCRModel:
     cfg = load_config(model_dir)
-    params = check_params(load_safetensors(os.path.join(model_dir, "model.safetensors"), mmap=mmap), cfg,
+    params = check_params(load_safetensors(os.path.join(model_dir, "model.safetensors"), mmap=mmap, keep_bf16=True),
+                          cfg,
                           where=os.path.join(model_dir, "model.safetensors"))
     tok = None
     if tokenizer:

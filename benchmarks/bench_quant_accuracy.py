@@ -1,0 +1,117 @@
+"""Accuracy of the 8- and 16-bit weights (trocr_np.quant) against float32, on the bundled model.
+
+The bundled recogniser (stored float16) is converted to float32 (exact), float16 (the file as it
+is), bfloat16 and int8 (decoder matrices), and bfloat16 / int8 with the encoder's matrices too.
+Each copy recognises (greedy, as the pipeline does) the same line crops:
+  synthetic  --synthetic N lines in the held-out handwriting fonts (weights/synth.py), with their
+             text: CER against the truth per dtype, and its move from float32
+  photos     the line crops CRAFT finds on each page given (trocr_np.pipeline.ocr_page's boxes, found
+             once): no truth, so the CER of each dtype's text against float32's (an upper bound on
+             how far the CER against any truth can move, relative to float32's text length)
+For both it reports the share of token positions where the greedy ids equal float32's (positions
+past the shorter sequence count as disagreements). Goals: >= 99% of tokens, CER moves <= 0.2 points.
+
+    PYTHONPATH=. python benchmarks/bench_quant_accuracy.py [PAGE_IMAGE ...] [--synthetic 200]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "weights"))
+
+from trocr_np.bundled import bundled_model_dir  # noqa: E402
+from trocr_np.convert import convert_trocr  # noqa: E402
+from trocr_np.generate import GenerationOptions  # noqa: E402
+from trocr_np.metrics import edit_distance  # noqa: E402
+from trocr_np.model import load_model  # noqa: E402
+from trocr_np.pipeline import ocr_page  # noqa: E402
+from trocr_np.recognize import recognize  # noqa: E402
+
+FORMATS = [("float32", False), ("float16", False), ("bfloat16", False), ("bfloat16", True), ("int8", False),
+           ("int8", True)]
+OPTIONS = GenerationOptions(max_new_tokens=64)
+
+
+def page_crops(paths):
+    """The line crops ocr_page would recognise on each page (the recogniser is only a recorder)."""
+    crops = []
+
+    def record(batch):
+        crops.extend(batch)
+        return [("", 1.0)] * len(batch)
+    for p in paths:
+        ocr_page(p, recognizer=record, source=str(p))
+    return crops
+
+
+def synthetic_lines(n, seed=7):
+    from synth import HELDOUT_FONTS, make_sample
+    samples = [make_sample(i, seed, list(HELDOUT_FONTS)) for i in range(n)]
+    return [s.image for s in samples], [s.text for s in samples]
+
+
+def token_agreement(ids, ref_ids):
+    """(equal positions, positions): position-wise over the longer of each pair."""
+    same = total = 0
+    for a, b in zip(ids, ref_ids):
+        same += sum(x == y for x, y in zip(a, b))
+        total += max(len(a), len(b))
+    return same, total
+
+
+def corpus_cer(refs, hyps):
+    return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / max(1, sum(len(r) for r in refs))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("pages", nargs="*", help="page images whose CRAFT line crops are recognised")
+    ap.add_argument("--synthetic", type=int, default=200, help="synthetic held-out-font lines (with truth)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="DTYPE",
+                    help="compare only these dtypes with float32 (e.g. bfloat16 int8)")
+    args = ap.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    sets = {}
+    if args.synthetic:
+        sets["synthetic"] = synthetic_lines(args.synthetic)
+    if args.pages:
+        t0 = time.perf_counter()
+        crops = page_crops(args.pages)
+        sets["photos"] = (crops, None)
+        print(f"{len(crops)} line crops from {len(args.pages)} pages ({time.perf_counter() - t0:.1f} s)")
+    with tempfile.TemporaryDirectory(prefix="quant_acc_") as tmp:
+        results = {}
+        for dtype, enc in FORMATS:
+            if args.only and dtype != "float32" and dtype not in args.only:
+                continue
+            label = dtype + (" +encoder" if enc else "")
+            model = load_model(convert_trocr(bundled_model_dir(), Path(tmp) / label.replace(" +", "_"), dtype,
+                                             quantize_encoder=enc))
+            t0 = time.perf_counter()
+            results[label] = {name: recognize(model, images, OPTIONS) for name, (images, _) in sets.items()}
+            print(f"{label:16s} recognised in {time.perf_counter() - t0:.1f} s", flush=True)
+    base = results["float32"]
+    print(f"\n{'dtype':16s} {'set':10s} {'tokens equal':>14s} {'CER vs f32 text':>16s} {'CER vs truth':>13s} "
+          f"{'move':>7s}")
+    for label, res in results.items():
+        for name, (images, truth) in sets.items():
+            ids = [r.token_ids for r in res[name]]
+            same, total = token_agreement(ids, [r.token_ids for r in base[name]])
+            texts = [r.text for r in res[name]]
+            vs_f32 = corpus_cer([r.text for r in base[name]], texts)
+            row = f"{label:16s} {name:10s} {100 * same / max(1, total):13.2f}% {100 * vs_f32:15.2f}%"
+            if truth is not None:
+                c, c0 = corpus_cer(truth, texts), corpus_cer(truth, [r.text for r in base[name]])
+                row += f" {100 * c:12.2f}% {100 * (c - c0):+6.2f}"
+            print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

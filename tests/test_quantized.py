@@ -1,0 +1,224 @@
+"""8- and 16-bit weights (trocr_np.quant, trocr_np.kernels_q).
+
+First without torch: the kernels against their NumPy reference (dequantise, then matmul), the
+conversions bit for bit, the file round trip. Then against transformers: a random TrOCR converted
+to each dtype must give the logits of the HF model run on the *dequantised* weights within 1e-4.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from ocr_base.checkpoint import BFloat16Array, CheckpointError, load_safetensors, save_safetensors
+from trocr_np import kernels_q
+from trocr_np.encoder import linear
+from trocr_np.quant import (DECODE_MATRIX, ENCODER_MATRIX, PackedWeight, SCALE_SUFFIX, dequantize, file_tensors,
+                            packed_params, quantize_int8, take_rows, to_bfloat16)
+
+TOL = 1e-4
+KINDS = ["bfloat16", "float16", "int8"]
+
+
+def pack(w, kind):
+    """float32 (N, K) -> PackedWeight of `kind`, as convert + load would make it."""
+    if kind == "bfloat16":
+        return PackedWeight(to_bfloat16(w), kind)
+    if kind == "float16":
+        return PackedWeight(w.astype(np.float16), kind)
+    q, scale = quantize_int8(w)
+    return PackedWeight(q, kind, scale)
+
+
+def random_weight(n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- kernels vs reference
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 16, 17])
+@pytest.mark.parametrize("threaded", [True, False])
+def test_matmul_packed_matches_reference(kind, rows, threaded, monkeypatch):
+    monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
+    w = pack(random_weight(1030, 257), kind)  # N not a multiple of 4, nor of the worker count
+    x = np.random.default_rng(rows).standard_normal((rows, 257)).astype(np.float32)
+    out = kernels_q.matmul_packed(x, w)
+    ref = kernels_q.matmul_packed_ref(x, w)
+    assert out.dtype == np.float32 and out.shape == (rows, 1030)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=TOL)
+    np.testing.assert_allclose(out, x @ dequantize(w).T, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernel_dequantises_exactly(kind):
+    """x = identity picks each weight alone: the kernel's float32 value of every stored weight
+    must be the reference's exactly. For float16 that is every finite bit pattern, subnormals
+    and signed zeros included."""
+    if kind == "float16":
+        bits = np.arange(1 << 16, dtype=np.uint16)
+        h = bits.view(np.float16)
+        w = PackedWeight(h[np.isfinite(h)][:63488].reshape(-1, 16).copy(), kind)
+    else:
+        w = pack(random_weight(4096, 16, seed=3) * 1e3, kind)
+    out = kernels_q.matmul_packed(np.eye(16, dtype=np.float32), w)
+    np.testing.assert_array_equal(out, dequantize(w).T)
+
+
+def test_bfloat16_rounds_to_nearest_even():
+    one = np.float32(1.0).view(np.uint32)
+    w = np.array([one, one + 0x7FFF, one + 0x8000, one + 0x8001, one + 0x18000], np.uint32).view(np.float32)
+    assert to_bfloat16(w).tolist() == [0x3F80, 0x3F80, 0x3F80, 0x3F81, 0x3F82]  # ties go to even
+    x = random_weight(3, 50)
+    assert np.abs(dequantize(PackedWeight(to_bfloat16(x), "bfloat16")) - x).max() <= np.abs(x).max() * 2 ** -8
+
+
+def test_int8_per_row_symmetric():
+    w = random_weight(6, 40, seed=5)
+    w[2] = 0.0  # an all-zero row stays zero
+    w[4] *= 1000.0  # rows are scaled independently
+    q, s = quantize_int8(w)
+    assert q.dtype == np.int8 and s.dtype == np.float32 and s.shape == (6,)
+    assert np.abs(q).max() == 127 and q.min() >= -127
+    assert np.all(np.abs(q[[0, 1, 3, 4, 5]]).max(axis=1) == 127) and not q[2].any()
+    err = np.abs(dequantize(PackedWeight(q, "int8", s)) - w)
+    assert np.all(err <= s[:, None] / 2 * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_linear_and_take_rows_dispatch(kind):
+    w32 = random_weight(64, 24)
+    w = pack(w32, kind)
+    x = np.random.default_rng(1).standard_normal((2, 3, 24)).astype(np.float32)
+    b = np.arange(64, dtype=np.float32)
+    for xs in (x[:, :1], x, np.repeat(x, 4, axis=1)):  # 2, 6 and 24 rows: the kernel and the BLAS fallback
+        np.testing.assert_allclose(linear(xs, w, b), xs @ dequantize(w).T + b, rtol=0, atol=TOL)
+    ids = np.array([[5, 0], [63, 5]])
+    np.testing.assert_array_equal(take_rows(w, ids), dequantize(w)[ids])
+    assert take_rows(w, ids).dtype == np.float32
+
+
+# --------------------------------------------------------------------------- files
+
+def test_bf16_file_round_trip_stays_16_bit(tmp_path):
+    bits = to_bfloat16(random_weight(8, 5))
+    path = tmp_path / "w.safetensors"
+    save_safetensors({"a": BFloat16Array(bits), "b": np.arange(3, dtype=np.int8), "c": np.ones(7, np.float32)}, path)
+    kept = load_safetensors(path, keep_bf16=True)
+    assert isinstance(kept["a"], BFloat16Array) and kept["a"].bits.dtype == np.uint16
+    assert not kept["a"].bits.flags.writeable  # a view into the memory map, not a copy
+    np.testing.assert_array_equal(kept["a"].bits, bits)
+    np.testing.assert_array_equal(load_safetensors(path)["a"], BFloat16Array(bits).to_float32())
+    np.testing.assert_array_equal(kept["b"], np.arange(3, dtype=np.int8))
+    safetensors = pytest.importorskip("safetensors")
+    with safetensors.safe_open(str(path), "np") as f:  # the reference reader agrees on names and layout
+        assert sorted(f.keys()) == ["a", "b", "c"]
+        np.testing.assert_array_equal(f.get_tensor("c"), np.ones(7, np.float32))
+
+
+def test_file_tensors_table():
+    names = {"decoder.model.decoder.layers.0.fc1.weight": (8, 4), "decoder.model.decoder.layers.0.fc1.bias": (8,),
+             "decoder.model.decoder.embed_positions.weight": (6, 4),
+             "encoder.encoder.layer.0.intermediate.dense.weight": (8, 4)}
+    t = {k: random_weight(*s) if len(s) == 2 else np.ones(s, np.float32) for k, s in names.items()}
+    q = file_tensors(t, "int8")
+    assert q["decoder.model.decoder.layers.0.fc1.weight"].dtype == np.int8
+    assert q["decoder.model.decoder.layers.0.fc1.weight" + SCALE_SUFFIX].shape == (8,)
+    assert {q[k].dtype for k in names if k != "decoder.model.decoder.layers.0.fc1.weight"} == {np.dtype(np.float32)}
+    assert file_tensors(t, "int8", quantize_encoder=True)["encoder.encoder.layer.0.intermediate.dense.weight"].dtype \
+        == np.int8
+    b = file_tensors(t, "bfloat16")
+    assert isinstance(b["decoder.model.decoder.layers.0.fc1.weight"], BFloat16Array)
+    assert {b[k].dtype for k in names if k != "decoder.model.decoder.layers.0.fc1.weight"} == {np.dtype(np.float32)}
+    assert all(isinstance(v, BFloat16Array) for k, v in file_tensors(t, "bfloat16", quantize_encoder=True).items()
+               if k.endswith("fc1.weight") or k.endswith("intermediate.dense.weight"))
+    with pytest.raises(ValueError, match="quantize_encoder"):
+        file_tensors(t, "float16", quantize_encoder=True)
+    with pytest.raises(CheckpointError, match="overflows float16"):
+        file_tensors({"x": np.full((2, 2), 1e6, np.float32)}, "float16")
+
+    loaded = packed_params(q)
+    assert isinstance(loaded["decoder.model.decoder.layers.0.fc1.weight"], PackedWeight)
+    assert SCALE_SUFFIX not in "".join(loaded)
+    with pytest.raises(CheckpointError, match="needs float scales"):
+        packed_params({k: v for k, v in q.items() if not k.endswith(SCALE_SUFFIX)}, "f.safetensors")
+    bad = dict(q, **{"decoder.model.decoder.layers.0.fc1.weight" + SCALE_SUFFIX: np.ones(3, np.float32)})
+    with pytest.raises(CheckpointError, match=r"f\.safetensors.*shape \(8,\)"):
+        packed_params(bad, "f.safetensors")
+
+
+def test_name_patterns():
+    assert DECODE_MATRIX.match("decoder.model.decoder.layers.11.encoder_attn.out_proj.weight")
+    assert DECODE_MATRIX.match("decoder.output_projection.weight")
+    assert not DECODE_MATRIX.match("decoder.model.decoder.layers.1.self_attn.q_proj.bias")
+    assert not DECODE_MATRIX.match("decoder.model.decoder.embed_positions.weight")
+    assert ENCODER_MATRIX.match("encoder.encoder.layer.3.attention.attention.query.weight")
+    assert not ENCODER_MATRIX.match("encoder.embeddings.patch_embeddings.projection.weight")
+
+
+# --------------------------------------------------------------------------- against transformers
+
+FORMATS = [("bfloat16", False), ("bfloat16", True), ("float16", False), ("int8", False), ("int8", True)]
+
+
+@pytest.fixture(scope="module")
+def hf_sources(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from conftest import make_hf_trocr
+    out = {}
+    for preset in ("tiny", "small"):  # tied + gelu + ViT; untied + relu + DeiT with qkv bias
+        out[preset] = make_hf_trocr(tmp_path_factory.mktemp(preset), preset)[1]
+    return out
+
+
+def dequantised_hf_model(model_dir, hf_dir, tmp):
+    """transformers' model on the weights our folder holds, dequantised to float32."""
+    from transformers import VisionEncoderDecoderModel
+    ref_dir = tmp / "ref"
+    shutil.copytree(hf_dir, ref_dir)
+    raw = packed_params(load_safetensors(model_dir, keep_bf16=True))
+    save_safetensors({k: np.ascontiguousarray(dequantize(v), np.float32) for k, v in raw.items()},
+                     ref_dir / "model.safetensors")
+    return VisionEncoderDecoderModel.from_pretrained(str(ref_dir), attn_implementation="eager").eval()
+
+
+@pytest.mark.parametrize("dtype,quantize_encoder", FORMATS)
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder, hf_sources, tmp_path):
+    import torch
+    from conftest import random_line_images
+
+    from trocr_np.convert import convert_trocr
+    from trocr_np.decoder import decoder_forward, init_cache
+    from trocr_np.encoder import encoder_forward
+    from trocr_np.model import load_model
+    from trocr_np.preprocess import preprocess
+
+    hf_dir = hf_sources[preset]
+    dst = convert_trocr(hf_dir, tmp_path / "ours", dtype=dtype, quantize_encoder=quantize_encoder)
+    model = load_model(dst)
+    cfg, params = model.config, model.params
+    packed = {k: v for k, v in params.items() if isinstance(v, PackedWeight)}
+    encoder_packed = dtype == "float16" or quantize_encoder
+    assert packed and set(packed) == {k for k in params if DECODE_MATRIX.match(k)
+                                      or (encoder_packed and ENCODER_MATRIX.match(k))}
+    assert all(v.kind == dtype and not v.data.flags.writeable for v in packed.values())  # memory-mapped bits
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for k, v in params.items() if k not in packed)
+
+    hf = dequantised_hf_model(dst, hf_dir, tmp_path)
+    px = preprocess(random_line_images(3, seed=7), cfg)
+    rng = np.random.default_rng(6)
+    ids = rng.integers(5, cfg.decoder.vocab_size, (3, 10))
+    ids[:, 0] = cfg.decoder_start_token_id
+    with torch.inference_mode():
+        ref = hf(pixel_values=torch.from_numpy(px), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()
+    enc = encoder_forward(params, cfg, px)
+    cache = init_cache(params, cfg, enc, max_len=10)
+    assert np.abs(decoder_forward(params, cfg, ids, cache) - ref).max() < TOL      # all positions at once
+    for rows in (slice(0, 1), slice(0, 3)):                                         # 1-row and 3-row steps
+        cache = init_cache(params, cfg, enc[rows], max_len=10)
+        steps = np.concatenate([decoder_forward(params, cfg, ids[rows, t:t + 1], cache) for t in range(10)], axis=1)
+        assert np.abs(steps - ref[rows]).max() < TOL

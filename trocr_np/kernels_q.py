@@ -1,0 +1,107 @@
+"""x @ w.T for 8- and 16-bit weights (trocr_np.quant.PackedWeight): a NumPy reference and a Numba kernel.
+
+The reference dequantises the whole matrix and multiplies in BLAS. The kernel never builds the
+float32 matrix: it takes four weight rows at a time and, for every input row, converts them to
+float32 in registers inside the dot products, so the weights travel from memory in their stored
+bits (2 or 1 byte each) and all sums are float32. (A first version dequantised four rows into a
+scratch block and ran the float32 kernel on it: 1.2-1.7x slower than this in-register version on
+one core, weights in cache, M = 1.) That is for decode steps (1 to 16 rows, SMALL_ROWS); with more
+rows (the one-off cross-attention K/V, a prompt) the matrix is used often enough that dequantising it for one BLAS
+GEMM is cheaper. The output columns are split over the worker threads (ocr_base.threads) as
+`kernels.matmul_wt` does, also for one row: here there is no OpenBLAS sgemv to leave it to.
+
+Conversions (exact):
+  bfloat16  the bits are the top half of a float32: f32 bits = b << 16
+  float16   Numba has no float16 type, so an LLVM intrinsic reads the bits as `half` and widens them
+            (the CPU's own conversion, vcvtph2ps).
+  int8      float32(q), the dot product then times scale[n], the row's scale
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ocr_base.threads import n_workers, run_parallel, split
+
+from .kernels import _REDUCE_FM, _int32_bits_as_float32
+from .quant import dequantize
+
+SMALL_ROWS = 16               # up to this many input rows the kernel streams the packed weights
+PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
+_KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
+_NO_SCALE = np.ones(1, np.float32)
+
+
+def matmul_packed_ref(x, w):
+    """x (M, K) float32 @ dequantize(w).T -> (M, N) float32."""
+    return np.asarray(x, np.float32) @ dequantize(w).T
+
+
+@intrinsic
+def _f16_bits_to_f32(typingctx, h):
+    """float16 bits (uint16) -> float32, exact: an LLVM bitcast to half and fpext, which is one
+    vcvtph2ps (F16C / AVX-512) per vector of 8 or 16 where the CPU has it."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return sig, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _weight(row, k, kind):
+    """float32 value of stored weight row[k] (before the int8 scale). `kind` is the same for the
+    whole call, so LLVM moves the branch out of the loops and vectorises each case on its own."""
+    if kind == 0:
+        return _int32_bits_as_float32(np.int32(row[k]) << 16)
+    if kind == 1:
+        return _f16_bits_to_f32(np.uint16(row[k]))
+    return np.float32(row[k])
+
+
+@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
+def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
+    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, four weight rows at a time: the rows are read
+    from memory once in their stored bits, converted in registers for every input row (from L1
+    after the first), summed in float32; the int8 scale multiplies each finished sum."""
+    M, K = x.shape
+    n = n0
+    while n + 4 <= n1:
+        w0, w1, w2, w3 = data[n], data[n + 1], data[n + 2], data[n + 3]
+        for m in range(M):
+            xm = x[m]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for k in range(K):
+                xv = xm[k]
+                s0 += xv * _weight(w0, k, kind)
+                s1 += xv * _weight(w1, k, kind)
+                s2 += xv * _weight(w2, k, kind)
+                s3 += xv * _weight(w3, k, kind)
+            if kind == 2:
+                s0, s1, s2, s3 = s0 * scale[n], s1 * scale[n + 1], s2 * scale[n + 2], s3 * scale[n + 3]
+            out[m, n], out[m, n + 1], out[m, n + 2], out[m, n + 3] = s0, s1, s2, s3
+        n += 4
+    for r in range(n, n1):
+        for m in range(M):
+            s = np.float32(0.0)
+            for k in range(K):
+                s += x[m, k] * _weight(data[r], k, kind)
+            out[m, r] = s * scale[r] if kind == 2 else s
+
+
+def matmul_packed(x, w):
+    """Fast matmul_packed_ref: x (M, K) @ dequantize(w).T -> (M, N) float32 (module docstring)."""
+    M, N = x.shape[0], w.shape[0]
+    if M > SMALL_ROWS:
+        return matmul_packed_ref(x, w)
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty((M, N), np.float32)
+    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+    scale = w.scale if w.scale is not None else _NO_SCALE
+    kind = _KIND[w.kind]
+    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1
+    run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, parts))
+    return out

@@ -1,0 +1,164 @@
+"""8- and 16-bit weights: how they are stored, how they are packed in memory, what they mean.
+
+One decoded token reads every decoder weight once, so float32 decoding runs at the memory
+bandwidth floor; fewer bytes per weight is the only way below it. A converted folder may store:
+
+  dtype      on disk (model.safetensors)                        in memory (load_model)
+  float32    every floating tensor F32                          float32 arrays (unchanged)
+  float16    every floating tensor F16                          decode and encoder matrices: PackedWeight,
+                                                                  the rest upcast to float32 once
+  bfloat16   decode matrices BF16, the rest F32                 decode matrices: PackedWeight
+  int8       decode matrices I8 + `<name>.scale` F32 (N,)       decode matrices: PackedWeight
+             each, the rest F32
+  quantize_encoder=True (bfloat16, int8): the encoder's matrices are stored that way too, and are
+  PackedWeight in memory.
+
+The *decode matrices* are what a decode step streams: the decoder's self- and cross-attention
+q/k/v/out projections, fc1, fc2, the token embedding (the output projection when tied) and an
+untied output projection. They stay memory-mapped in their stored bits and the Numba kernels of
+`trocr_np.kernels_q` turn them into float32 inside the dot product; all arithmetic stays float32.
+The encoder's matrices (attention, MLP) stay packed too, but its big GEMMs run in BLAS, which
+wants float32: `float32_layer` dequantises one layer's matrices at a time just before the layer
+runs (~28 MB at base size, freed after), so memory stays near the file's size.
+
+int8 is symmetric per output channel (per row of the torch (out, in) matrix):
+    scale[n] = max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) in [-127, 127],
+    w ~ q * scale[:, None]
+bfloat16 keeps the top 16 bits of the float32, rounded to nearest even.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ocr_base.checkpoint import BFloat16Array, CheckpointError
+
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+SCALE_SUFFIX = ".scale"  # int8 tensor `<name>` has its float32 scales in `<name>.scale`
+
+DECODE_MATRIX = re.compile(r"^decoder\.model\.decoder\.(layers\.\d+\.(self_attn|encoder_attn)\.(q|k|v|out)_proj"
+                           r"|layers\.\d+\.fc[12]|embed_tokens)\.weight$|^decoder\.output_projection\.weight$")
+ENCODER_MATRIX = re.compile(r"^encoder\.encoder\.layer\.\d+\.(attention\.attention\.(query|key|value)"
+                            r"|attention\.output\.dense|intermediate\.dense|output\.dense)\.weight$")
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """An (N, K) weight matrix kept in fewer bits; it stands for the float32 matrix `dequantize(self)`.
+
+    data: (N, K) uint16 bfloat16 bits | float16 | int8;  kind: "bfloat16" | "float16" | "int8";
+    scale: (N,) float32 per-row scales for int8, else None."""
+    data: np.ndarray
+    kind: str
+    scale: np.ndarray | None = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):  # what it computes as: the shape/dtype check sees a float32 matrix
+        return np.dtype(np.float32)
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes + (self.scale.nbytes if self.scale is not None else 0)
+
+
+# --------------------------------------------------------------------------- the formats (references)
+
+def to_bfloat16(w: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), round to nearest, ties to even (as torch's .to(bfloat16))."""
+    u = np.ascontiguousarray(w, np.float32).view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+
+
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) float -> (q (N, K) int8, scale (N,) float32), symmetric per row (module docstring)."""
+    w = np.asarray(w, np.float32)
+    scale = (np.abs(w).max(axis=1) / np.float32(127)).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1))  # an all-zero row stays zero
+    q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def dequantize(w) -> np.ndarray:
+    """The float32 matrix a weight stands for (a float32 array is returned as it is)."""
+    if isinstance(w, np.ndarray):
+        return w
+    if w.kind == "bfloat16":
+        return BFloat16Array(w.data).to_float32()
+    if w.kind == "float16":
+        return w.data.astype(np.float32)
+    return w.data.astype(np.float32) * w.scale[:, None]
+
+
+def take_rows(w, ids) -> np.ndarray:
+    """w[ids] as float32 (an embedding lookup): only the rows asked for are dequantised."""
+    if isinstance(w, np.ndarray):
+        return w[ids].astype(np.float32, copy=False)
+    rows = PackedWeight(w.data[np.ravel(ids)], w.kind, None if w.scale is None else w.scale[np.ravel(ids)])
+    return dequantize(rows).reshape(*np.shape(ids), w.shape[1])
+
+
+# --------------------------------------------------------------------------- files
+
+def file_tensors(tensors: dict[str, np.ndarray], dtype: str, quantize_encoder: bool = False, where="weights"):
+    """float tensors under on-disk names -> what convert writes for `dtype` (module docstring table):
+    {name: ndarray | BFloat16Array}, with `<name>.scale` added beside each int8 matrix."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if quantize_encoder and dtype not in ("bfloat16", "int8"):
+        raise ValueError(f"quantize_encoder applies to dtype 'bfloat16' or 'int8' ({dtype} files store every "
+                         f"tensor as {dtype}); got dtype={dtype!r}")
+    out = {}
+    for name, v in tensors.items():
+        packed = DECODE_MATRIX.match(name) or (quantize_encoder and ENCODER_MATRIX.match(name))
+        if not np.issubdtype(v.dtype, np.floating):
+            out[name] = v
+        elif dtype == "int8" and packed:
+            out[name], out[name + SCALE_SUFFIX] = quantize_int8(v)
+        elif dtype == "bfloat16" and packed:
+            out[name] = BFloat16Array(to_bfloat16(v))
+        else:
+            with np.errstate(over="ignore"):  # reported below, naming the tensor
+                out[name] = v.astype("float16" if dtype == "float16" else "float32", copy=False)
+            if dtype == "float16" and not np.all(np.isfinite(out[name])):
+                raise CheckpointError(f"{where}: tensor {name!r} overflows float16 (|values| > 65504); "
+                                      "use --dtype bfloat16 or float32")
+    return out
+
+
+def packed_params(raw: dict, where="weights") -> dict:
+    """Tensors as load_safetensors(keep_bf16=True) returns them -> the params the model computes with:
+    decode matrices as PackedWeight (memory-mapped bits), every other tensor float32."""
+    scales = {k[:-len(SCALE_SUFFIX)]: v for k, v in raw.items() if k.endswith(SCALE_SUFFIX)}
+    out = {}
+    for name, v in raw.items():
+        if name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] in raw:
+            continue
+        if isinstance(v, BFloat16Array):
+            w = PackedWeight(v.bits, "bfloat16")
+        elif v.dtype == np.int8 and v.ndim == 2:
+            s = scales.get(name)
+            if s is None or s.shape != (v.shape[0],) or s.dtype.kind != "f":
+                got = "missing" if s is None else f"of shape {s.shape}, dtype {s.dtype}"
+                raise CheckpointError(f"{where}: int8 tensor {name!r} needs float scales {name + SCALE_SUFFIX!r} "
+                                      f"of shape ({v.shape[0]},); {got}")
+            w = PackedWeight(v, "int8", np.asarray(s, np.float32))
+        elif v.dtype == np.float16 and v.ndim == 2:
+            w = PackedWeight(v, "float16")
+        else:
+            out[name] = v.astype(np.float32) if v.dtype.kind == "f" and v.dtype != np.float32 else v
+            continue
+        out[name] = w if DECODE_MATRIX.match(name) or ENCODER_MATRIX.match(name) else dequantize(w)
+    return out
+
+
+def float32_layer(params: dict, prefix: str) -> dict:
+    """`params` with the packed tensors under `prefix` (one encoder layer) dequantised to float32;
+    `params` itself when there are none."""
+    packed = {k: dequantize(v) for k, v in params.items() if k.startswith(prefix) and not isinstance(v, np.ndarray)}
+    return {**params, **packed} if packed else params
