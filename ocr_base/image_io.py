@@ -38,8 +38,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
+import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,11 @@ from PIL import Image, ImageFile, ImageOps, ImageSequence
 # Default pixel limit per page (width * height). 100 MP is an A4 page scanned at
 # ~1200 dpi; CRAFT would need >50 GB of activations for a page like that anyway.
 MAX_PIXELS = 100_000_000
+# Limits per file: all pages together (an 8-page TIFF of 10000^2 bilevel pages is 52 KB on disk and
+# 2.4 GB as RGB), the number of pages, and the bytes read (a device such as /dev/zero never ends).
+MAX_FILE_PIXELS = 2 * MAX_PIXELS
+MAX_PAGES = 10_000
+MAX_FILE_BYTES = 1 << 30
 
 # Formats whose frames are pages. Other multi-frame formats (GIF, APNG, WebP
 # animations) are animations: we take their first frame, like CRAFT's loadImage.
@@ -68,7 +76,8 @@ def load_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
 def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False) -> list[Image.Image]:
     """All pages of `src` (one per frame of a multi-frame TIFF) as upright RGB PIL images.
 
-    max_pixels: limit on width*height per page (None: no limit; beware memory).
+    max_pixels: limit on width*height per page (None: no limit; beware memory); all pages of a file
+    together may have at most max(MAX_FILE_PIXELS, max_pixels).
     """
     name = _describe(src)
     if isinstance(src, np.ndarray):
@@ -77,15 +86,15 @@ def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = Fals
     try:
         with _pil_guard(max_pixels):
             im = src if data is None else Image.open(io.BytesIO(data))
-            return _pages_from_pil(im, name, max_pixels, first_only)
+            return _pages_from_pil(im, name, max_pixels, first_only, data)
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: image too large ({e})") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
-            MemoryError, OverflowError, ZeroDivisionError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error,
+            zlib.error, MemoryError, OverflowError, ZeroDivisionError, RecursionError) as e:
         # Pillow's decoders signal corrupt/truncated data with all of these.
         raise ImageError(f"{name}: corrupt or truncated image ({type(e).__name__}: {e})") from None
 
@@ -104,24 +113,39 @@ def _describe(src) -> str:
 
 def _read_bytes(src, name: str) -> bytes:
     if isinstance(src, (str, os.PathLike)):
-        p = Path(src)
-        if not p.exists():
-            raise FileNotFoundError(f"{name}: no such file")
-        if p.is_dir():
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{name}: no such file") from None
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError(f"{name}: is a directory, not an image file")
-        data = p.read_bytes()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever, a device never end
+            raise ImageError(f"{name}: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{name}: file of {st.st_size:,} bytes is over the limit of {MAX_FILE_BYTES:,}")
+        try:
+            with open(src, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
     elif hasattr(src, "read"):
-        data = src.read()
+        data = src.read(MAX_FILE_BYTES + 1)
         if isinstance(data, str):
             raise ImageError(f"{name}: file object opened in text mode; open it with 'rb'")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageError(f"{name}: file object's read() gave {type(data).__name__}, not bytes")
     else:
         raise ImageError(f"{name}: unsupported image source type {type(src).__name__} "
                          "(expected a path, bytes, a binary file object, a PIL image or an ndarray)")
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes)")
-    return data
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: over the limit of {MAX_FILE_BYTES:,} bytes")
+    return bytes(data)
 
 
 @contextlib.contextmanager
@@ -157,18 +181,75 @@ def _check_size(im: Image.Image, name: str, max_pixels) -> Image.Image:
     return im
 
 
-def _pages_from_pil(im: Image.Image, name, max_pixels, first_only) -> list[Image.Image]:
-    paged = (im.format or "") in _PAGED_FORMATS and getattr(im, "n_frames", 1) > 1 and not first_only
+def _pages_from_pil(im: Image.Image, name, max_pixels, first_only, data=None) -> list[Image.Image]:
+    paged = (im.format or "") in _PAGED_FORMATS and not first_only
     frames = ImageSequence.Iterator(im) if paged else [im]
-    pages = []
+    pages, total = [], 0
+    file_limit = None if max_pixels is None else max(MAX_FILE_PIXELS, max_pixels)
     for i, frame in enumerate(frames):
-        fname = f"{name} (page {i + 1})" if paged else name
+        if i == MAX_PAGES:
+            raise ImageError(f"{name}: more than {MAX_PAGES:,} pages")
+        fname = f"{name} (page {i + 1})" if paged and (i or _has_second_frame(im)) else name
         _check_size(frame, fname, max_pixels)  # header size, before decoding any pixels
+        total += frame.size[0] * frame.size[1]
+        if file_limit is not None and total > file_limit:
+            raise ImageError(f"{name}: pages 1-{i + 1} have {total:,} pixels together, over the limit of "
+                             f"{file_limit:,} per file")
         frame.load()  # decode now: truncation/corruption errors surface here, not later
+        if frame.format == "PNG" and data is not None and not getattr(frame, "is_animated", False):
+            _check_png_rows(data, fname)
         pages.append(_check_size(to_rgb(_exif_upright(frame, fname), fname), fname, max_pixels))
     if not pages:
         raise ImageError(f"{name}: image has no frames")
     return pages
+
+
+def _has_second_frame(im) -> bool:
+    """Whether a multi-frame format has a frame after the current one (without counting them all)."""
+    here = im.tell()
+    try:
+        im.seek(here + 1)
+    except EOFError:
+        return False
+    im.seek(here)
+    return True
+
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _check_png_rows(data: bytes, name: str) -> None:
+    """A PNG whose IDAT stream ends cleanly but early decodes, in Pillow, as an image with black rows.
+
+    Inflate the IDAT chunks once more, counting bytes without keeping them, against what IHDR implies
+    (a filter byte plus the packed samples per row, per Adam7 pass when interlaced).
+    """
+    try:
+        w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    except struct.error:
+        return  # Pillow read it: leave odd headers to Pillow
+    bpp = depth * _PNG_CHANNELS.get(color, 1)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    need = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = -(-max(0, w - x0) // dx), -(-max(0, h - y0) // dy)
+        if pw:
+            need += ph * (1 + (pw * bpp + 7) // 8)
+    inflate, got, pos = zlib.decompressobj(), 0, 8
+    while pos + 8 <= len(data) and got < need:
+        length, kind = struct.unpack(">I4s", data[pos: pos + 8])
+        if kind == b"IDAT":
+            chunk = data[pos + 8: pos + 8 + length]
+            while chunk and got < need:
+                got += len(inflate.decompress(chunk, 1 << 20))
+                chunk = inflate.unconsumed_tail
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if got < need:
+        raise ImageError(f"{name}: truncated PNG: its image data holds {got:,} of the {need:,} bytes of rows "
+                         "the header declares")
 
 
 def _exif_upright(im: Image.Image, name: str) -> Image.Image:
