@@ -228,7 +228,9 @@ def _cmd_ocr(args) -> int:
         if not r.ok:
             failed += 1
             where = f" (page {r.page})" if r.page else ""
-            print(f"trocr-np ocr: error: {r.source}{where}: {r.error}", file=sys.stderr, flush=True)
+            msg = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # readers name the file
+            msg = r.source + where + msg[len(r.source):]
+            print(f"trocr-np ocr: error: {msg}", file=sys.stderr, flush=True)
             continue
         if many or r.page > 1:
             print(f"==> {r.source}" + (f" [page {r.page}]" if r.page > 1 else "") + " <==")
@@ -252,12 +254,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
-        print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into `head` & co.: stop quietly, like coreutils
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except (OSError, ValueError) as e:  # user errors (bad files, folders, configs): one clear line, no traceback
+        print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT
+        print(f"trocr-np {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
