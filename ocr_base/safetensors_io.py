@@ -96,7 +96,7 @@ def _read_safetensors_header(path: Path) -> tuple[dict, int]:
         raise CheckpointError(f"{path}: safetensors header is not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    if len(header) > MAX_TENSORS + 1:
+    if len(header) - ("__metadata__" in header) > MAX_TENSORS:
         raise CheckpointError(f"{path}: safetensors header lists {len(header):,} tensors, over the limit of "
                               f"{MAX_TENSORS:,}")
     return header, 8 + n

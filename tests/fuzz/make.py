@@ -16,6 +16,7 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,3 +178,23 @@ def seed_tensors(rng: np.random.Generator) -> dict:
         "scalar": np.float32(rng.standard_normal()).reshape(()),
         "empty": np.zeros((0, 3), np.float32),
     }
+
+
+def zip_raw(members: list[tuple[str, bytes, int, int, int]]) -> bytes:
+    """A zip from already-compressed members (name, data, method, crc, uncompressed size), sizes as declared."""
+    out, central = bytearray(), bytearray()
+    for name, data, method, crc, size in members:
+        n = name.encode()
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc, len(data), size,
+                               len(n), 0, 0, 0, 0, 0, len(out)) + n
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(data), size, len(n), 0) + n + data
+    return bytes(out + central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),
+                                             len(central), len(out), 0))
+
+
+def deflated_zeros(total: int, chunk: int = 1 << 24) -> bytes:
+    """A raw deflate stream of `total` zero bytes (total a multiple of chunk), built from one flushed
+    block repeated: each full flush makes a block that depends on nothing before it."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(bytes(chunk)) + c.flush(zlib.Z_FULL_FLUSH)
+    return block * (total // chunk) + b"\x03\x00"  # an empty final block ends the stream
