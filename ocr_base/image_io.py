@@ -197,11 +197,25 @@ def _pages_from_pil(im: Image.Image, name, max_pixels, first_only, data=None) ->
                              f"{file_limit:,} per file")
         frame.load()  # decode now: truncation/corruption errors surface here, not later
         if frame.format == "PNG" and data is not None and not getattr(frame, "is_animated", False):
-            _check_png_rows(data, fname)
+            frame = _png_checked(frame, data, fname)
         pages.append(_check_size(to_rgb(_exif_upright(frame, fname), fname), fname, max_pixels))
     if not pages:
         raise ImageError(f"{name}: image has no frames")
     return pages
+
+
+def _png_checked(frame, data, name):
+    """Rows missing from a cleanly ended stream are an error; 16-bit RGB(A) keeps its low byte
+    (`ocr_base.png`: Pillow fills missing rows with black and reads 16-bit colour by its high byte)."""
+    from . import png
+
+    png.check_rows(data, name, ImageError)
+    samples = png.rgb16(data, name, ImageError)
+    if samples is None:
+        return frame
+    out = array_to_rgb(samples, name, sixteen_bit=True)
+    out.info["exif"] = frame.getexif().tobytes()  # keep the orientation for _exif_upright
+    return out
 
 
 def _has_second_frame(im) -> bool:
@@ -213,43 +227,6 @@ def _has_second_frame(im) -> bool:
         return False
     im.seek(here)
     return True
-
-
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-
-
-def _check_png_rows(data: bytes, name: str) -> None:
-    """A PNG whose IDAT stream ends cleanly but early decodes, in Pillow, as an image with black rows.
-
-    Inflate the IDAT chunks once more, counting bytes without keeping them, against what IHDR implies
-    (a filter byte plus the packed samples per row, per Adam7 pass when interlaced).
-    """
-    try:
-        w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    except struct.error:
-        return  # Pillow read it: leave odd headers to Pillow
-    bpp = depth * _PNG_CHANNELS.get(color, 1)
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    need = 0
-    for x0, y0, dx, dy in passes:
-        pw, ph = -(-max(0, w - x0) // dx), -(-max(0, h - y0) // dy)
-        if pw:
-            need += ph * (1 + (pw * bpp + 7) // 8)
-    inflate, got, pos = zlib.decompressobj(), 0, 8
-    while pos + 8 <= len(data) and got < need:
-        length, kind = struct.unpack(">I4s", data[pos: pos + 8])
-        if kind == b"IDAT":
-            chunk = data[pos + 8: pos + 8 + length]
-            while chunk and got < need:
-                got += len(inflate.decompress(chunk, 1 << 20))
-                chunk = inflate.unconsumed_tail
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if got < need:
-        raise ImageError(f"{name}: truncated PNG: its image data holds {got:,} of the {need:,} bytes of rows "
-                         "the header declares")
 
 
 def _exif_upright(im: Image.Image, name: str) -> Image.Image:

@@ -493,3 +493,34 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     monkeypatch.setattr(detector_np, "detect", interrupted)
     assert main(["detect", "page.png"]) == 130
     assert capsys.readouterr().err == "trocr-np detect: interrupted\n"
+
+
+# ------------------------------------------------------------------ 16-bit colour PNGs
+@pytest.mark.parametrize("channels,interlace", [(3, False), (3, True), (4, False), (4, True)])
+def test_16_bit_rgb_png_scaled_by_257_not_its_high_byte(channels, interlace):
+    from tests.fuzz.make import png16_bytes
+    rng = np.random.default_rng(channels * 2 + interlace)
+    a = rng.integers(0, 65536, (9, 13, channels)).astype(np.uint16)
+    a[0, 0, :3] = 1000  # Pillow alone gives 3 (1000 >> 8); round(1000 / 257) = 4
+    if channels == 4:
+        a[..., 3] = 65535
+    out = np.asarray(load_image(png16_bytes(a, interlace, rng)))
+    np.testing.assert_array_equal(out, (a[..., :3].astype(np.int64) * 2 + 257) // 514)
+    assert out[0, 0].tolist() == [4, 4, 4]
+
+
+def test_png_unfilter_kernel_equals_reference():
+    from ocr_base.png import unfilter, unfilter_reference
+    from tests.fuzz.make import png_filter
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        ph, rb, bpp = int(rng.integers(1, 9)), int(rng.integers(1, 40)), int(rng.choice([1, 2, 3, 4, 6, 8]))
+        rows = rng.integers(0, 256, (ph, rb), dtype=np.uint8)
+        raw = np.frombuffer(png_filter(rows, bpp, rng), np.uint8)
+        fast, ref = np.empty_like(rows), np.empty_like(rows)
+        assert unfilter(raw, fast, bpp) and unfilter_reference(raw, ref, bpp)
+        np.testing.assert_array_equal(ref, rows)
+        np.testing.assert_array_equal(fast, rows)
+    bad = np.frombuffer(b"\x05" + bytes(4), np.uint8)
+    assert not unfilter(bad, np.empty((1, 4), np.uint8), 1)
+    assert not unfilter_reference(bad, np.empty((1, 4), np.uint8), 1)

@@ -198,3 +198,35 @@ def deflated_zeros(total: int, chunk: int = 1 << 24) -> bytes:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = c.compress(bytes(chunk)) + c.flush(zlib.Z_FULL_FLUSH)
     return block * (total // chunk) + b"\x03\x00"  # an empty final block ends the stream
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_filter(rows: np.ndarray, bpp: int, rng) -> bytes:
+    """(ph, rb) uint8 scanlines -> each row's filter byte (0-4, at random) and its filtered bytes."""
+    out, prev = [], np.zeros(rows.shape[1], np.int64)
+    for row in rows.astype(np.int64):
+        f, line = int(rng.integers(0, 5)), []
+        for x in range(len(row)):
+            a, b = (row[x - bpp] if x >= bpp else 0), prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            p = a + b - c
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (b if abs(p - b) <= abs(p - c) else c)
+            line.append((row[x] - [0, a, b, (a + b) // 2, paeth][f]) & 255)
+        out.append(bytes([f]) + bytes(line))
+        prev = row
+    return b"".join(out)
+
+
+def png16_bytes(a: np.ndarray, interlace: bool, rng) -> bytes:
+    """A 16-bit RGB (H, W, 3) or RGBA (H, W, 4) PNG with random row filters (Pillow cannot write one)."""
+    from ocr_base.png import ADAM7
+    h, w, c = a.shape
+    parts = [a[y0::dy, x0::dx] for x0, y0, dx, dy in (ADAM7 if interlace else ((0, 0, 1, 1),))]
+    raw = b"".join(png_filter(p.astype(">u2").reshape(p.shape[0], -1).view(np.uint8), 2 * c, rng)
+                   for p in parts if p.size)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw))
+            + _png_chunk(b"IEND", b""))

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .make import P, Tensor, safetensors_bytes, seed_tensors, state_dict_pickle, torch_legacy, torch_zip
+from .make import P, Tensor, png16_bytes, safetensors_bytes, seed_tensors, state_dict_pickle, torch_legacy, torch_zip
 
 _INTERESTING = [0, 1, 2, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1,
                 2 ** 32, 2 ** 48, 2 ** 60, 2 ** 62, 2 ** 63 - 1, 2 ** 64 - 1]
@@ -268,6 +268,8 @@ def _image_seeds() -> list[bytes]:
         buf = io.BytesIO()
         im.save(buf, fmt, **kw)
         _SEEDS.append(buf.getvalue())
+    for c, interlace in ((3, False), (4, True)):  # 16-bit colour, decoded by ocr_base.png
+        _SEEDS.append(png16_bytes(rng.integers(0, 65536, (7, 11, c)).astype(np.uint16), interlace, rng))
     return _SEEDS
 
 
