@@ -85,7 +85,8 @@ def fuzz(target: str, cases: int, seed: int = 0, start: int = 0, time_s: float =
                 r = json.loads(line)
                 last, deadline = r["i"], time.monotonic() + hang_s
                 _record(rep, r, time_s)
-                if log and rep.cases % 10_000 == 0:
+                if log and rep.cases % 5_000 == 0:
+                    rep.seconds = time.monotonic() - t0
                     log(rep.summary().splitlines()[0])
         finally:
             if proc.poll() is None:
