@@ -20,6 +20,8 @@ What gets normalised, and why:
 - 16-bit data (I;16*, uint16, and PIL's 32-bit "I" mode, which is how PIL
   represents 16-bit PNG/TIFF samples) is SCALED to 8 bits with round(x / 257)
   (65535 -> 255), not clipped: clipping would turn almost every pixel white.
+  16-bit RGB(A) PNGs, which Pillow reduces to their high byte, are decoded by
+  `ocr_base.png` for the same rounding.
 - Float data ("F" mode, float arrays) is taken as [0, 1] when its maximum is
   <= 1, else as [0, 255]; NaN/inf is an error.
 
@@ -28,7 +30,10 @@ unidentifiable data, truncated files (PIL is never allowed to fill in the
 missing part: `ImageFile.LOAD_TRUNCATED_IMAGES` is forced False while we load
 and every frame is fully decoded with `load()`), empty files, zero-size images
 and images over the pixel limit (decompression bombs: a few-KB PNG can declare
-gigapixels). A missing path raises FileNotFoundError.
+gigapixels; pages are bounded one by one and together, MAX_FILE_PIXELS). Only regular
+files are read (a FIFO would block, /dev/zero never end), at most MAX_FILE_BYTES. A PNG
+stream that ends cleanly before its last row is truncated too (Pillow would fill the rows
+with black: `ocr_base.png`). A missing path raises FileNotFoundError.
 
 References: Pillow `ImageOps.exif_transpose`, `Image.DecompressionBombError`,
 `ImageFile.LOAD_TRUNCATED_IMAGES`; CRAFT-pytorch `imgproc.loadImage`.
