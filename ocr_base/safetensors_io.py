@@ -24,6 +24,7 @@ from .tensors import CheckpointError, in_folder, load_sharded, regular_file
 MAX_HEADER_BYTES = 16 << 20
 MAX_TENSORS = 100_000
 MAX_RANK = 8
+MAX_DIM = 1 << 48
 
 
 # safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype:
@@ -117,9 +118,12 @@ def _load_safetensors_file(path: Path, mmap: bool) -> dict[str, np.ndarray]:
         if not isinstance(dt, str) or dt not in _ST_DTYPES:
             raise CheckpointError(f"{path}: tensor {name!r}: unsupported dtype {str(dt)[:40]!r} "
                                   f"(supported: {', '.join(_ST_DTYPES)})")
-        if not (isinstance(shape, list) and len(shape) <= MAX_RANK and all(type(s) is int and s >= 0 for s in shape)):
+        if not (isinstance(shape, list) and len(shape) <= MAX_RANK
+                and all(type(s) is int and 0 <= s <= MAX_DIM for s in shape)):
             raise CheckpointError(f"{path}: tensor {name!r}: bad shape {str(shape)[:80]} (at most {MAX_RANK} "
-                                  "non-negative integers)")
+                                  f"integers from 0 to 2^48)")
+        if 0 in shape and np.prod([s for s in shape if s], dtype=object) > MAX_DIM:
+            raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} is too large, even empty")
         if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)
                 and 0 <= offs[0] <= offs[1]):
             raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {str(offs)[:80]}")

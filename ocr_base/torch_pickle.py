@@ -7,7 +7,10 @@ Both container formats:
     version and a sys_info dict, then the object pickle, then a pickled list of storage keys, then
     each storage as an 8-byte element count followed by its raw bytes, in key order.
 Pickles are read by an unpickler that only admits tensor rebuilds and plain containers, so a hostile
-file cannot run code (pickle's `find_class` is the only door to Python callables; we keep it locked).
+file cannot run code (pickle's `find_class` is the only door to Python callables; we keep it locked),
+after a dry run (`ocr_base.pickle_scan`) has bounded what they cost. Sizes, strides, offsets and
+element counts must be plain integers; a tensor must lie inside its storage and the storage inside the
+file (compressed members: inside MAX_INFLATED); all tensors together within OUTPUT_FACTOR x the data.
 
 References: torch/serialization.py (`_save`, `_legacy_save`, `_load`, `_legacy_load`),
 torch/_utils.py (`_rebuild_tensor_v2`), torch/_weights_only_unpickler.py (the same idea inside torch).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import io
 import lzma
 import mmap
@@ -278,30 +282,30 @@ def _load_torch_file(path: Path) -> dict:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     budget = _Budget(size)
-    if magic == b"PK\x03\x04":
-        obj = _load_torch_zip(path, budget)
-    else:
-        obj = _load_torch_legacy(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: top-level object is a {type(obj).__name__}, expected a dict of tensors")
-    try:
-        return _materialize_tree(obj, path, budget)
-    except RecursionError:
-        raise CheckpointError(f"{path}: containers nested too deeply") from None
+    with contextlib.ExitStack() as open_files:  # the zip stays open while its storages are read
+        if magic == b"PK\x03\x04":
+            obj = _load_torch_zip(path, budget, open_files)
+        else:
+            obj = _load_torch_legacy(path)
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{path}: top-level object is a {type(obj).__name__}, expected a dict of tensors")
+        try:
+            return _materialize_tree(obj, path, budget)
+        except RecursionError:
+            raise CheckpointError(f"{path}: containers nested too deeply") from None
 
 
-def _zip_read(path: Path, name: str, cap: int, budget=None) -> bytes:
+def _zip_read(zf: zipfile.ZipFile, path: Path, name: str, cap: int, budget=None) -> bytes:
     """One zip member, inflated to at most `cap` bytes (its declared size is checked first)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo(name)
-            if info.file_size > cap:
-                raise CheckpointError(f"{path}: zip entry {name} declares {info.file_size:,} bytes, over the "
-                                      f"limit of {cap:,}")
-            if budget is not None:
-                budget.data += info.file_size
-            with zf.open(info) as f:
-                return f.read(cap + 1)  # the member stream stops at its declared size (and checks its CRC)
+        info = zf.getinfo(name)
+        if info.file_size > cap:
+            raise CheckpointError(f"{path}: zip entry {name} declares {info.file_size:,} bytes, over the "
+                                  f"limit of {cap:,}")
+        if budget is not None:
+            budget.data += info.file_size
+        with zf.open(info) as f:
+            return f.read(cap + 1)  # the member stream stops at its declared size (and checks its CRC)
     except CheckpointError:
         raise
     except _ZIP_ERRORS as e:
@@ -309,10 +313,10 @@ def _zip_read(path: Path, name: str, cap: int, budget=None) -> bytes:
                               f"{type(e).__name__}: {e}") from None
 
 
-def _load_torch_zip(path: Path, budget: _Budget):
+def _load_torch_zip(path: Path, budget: _Budget, open_files: contextlib.ExitStack):
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
+        zf = open_files.enter_context(zipfile.ZipFile(path))
+        infos = {i.filename: i for i in zf.infolist()}
     except _ZIP_ERRORS as e:
         raise CheckpointError(f"{path}: not a readable zip archive (truncated or corrupt?): "
                               f"{type(e).__name__}: {e}") from None
@@ -323,10 +327,10 @@ def _load_torch_zip(path: Path, budget: _Budget):
     prefix = pkls[0][: -len("data.pkl")]
     byteorder = "little"
     if prefix + "byteorder" in infos:
-        byteorder = _zip_read(path, prefix + "byteorder", 16).decode("ascii", "replace").strip()
+        byteorder = _zip_read(zf, path, prefix + "byteorder", 16).decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
             raise CheckpointError(f"{path}: unknown byteorder record {byteorder!r}")
-    data_pkl = _zip_read(path, pkls[0], MAX_PICKLE_BYTES)
+    data_pkl = _zip_read(zf, path, pkls[0], MAX_PICKLE_BYTES)
     inflated = [0]
 
     file_size = path.stat().st_size
@@ -340,7 +344,7 @@ def _load_torch_zip(path: Path, budget: _Budget):
         if info is None:
             return np.zeros(0, np.uint8)  # missing: every tensor on it will report itself
         if info.compress_type != zipfile.ZIP_STORED:
-            data = _zip_read(path, name, MAX_INFLATED - inflated[0], budget)
+            data = _zip_read(zf, path, name, MAX_INFLATED - inflated[0], budget)
             inflated[0] += len(data)
             return np.frombuffer(data, np.uint8)
         try:

@@ -224,7 +224,9 @@ def test_bad_shard_index(tmp_path, index):
                                    {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]},
                                    {"dtype": "F32", "shape": [True, 1], "data_offsets": [0, 4]},
                                    {"dtype": "F32", "shape": [1] * 9, "data_offsets": [0, 4]},
-                                   {"dtype": "F32", "shape": [1], "data_offsets": [0.0, 4]}])
+                                   {"dtype": "F32", "shape": [1], "data_offsets": [0.0, 4]},
+                                   {"dtype": "F32", "shape": [0, 2 ** 62], "data_offsets": [0, 0]},
+                                   {"dtype": "F32", "shape": [2 ** 40, 0, 2 ** 40], "data_offsets": [0, 0]}])
 def test_bad_safetensors_entries(tmp_path, entry):
     data = safetensors_bytes({"t": np.ones(1, np.float32)}, header={"t": entry})
     with pytest.raises(CheckpointError, match="x.safetensors"):  # OverflowError, TypeError, a bare reshape error

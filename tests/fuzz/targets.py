@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import struct
@@ -214,7 +215,7 @@ def _pickle_case(rng) -> bytes:
 
 # ------------------------------------------------------------------ safetensors
 _JSON_VALUES = [0, 1, -1, 3, 2 ** 31, 2 ** 63, 2 ** 64, 1.5, True, None, "F32", "3", [], [3], [2, 2], [0, 12],
-                [12, 0], [0, 2 ** 64], {}, [[0]], [True, 3]]
+                [12, 0], [0, 2 ** 64], {}, [[0]], [True, 3], [0, 2 ** 62], [2 ** 40, 0, 2 ** 40]]
 
 
 def _safetensors_case(rng) -> bytes:
@@ -229,10 +230,10 @@ def _safetensors_case(rng) -> bytes:
         name = str(rng.choice(list(header) + ["new", "__metadata__"]))
         entry = header.setdefault(name, {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})
         if not isinstance(entry, dict) or rng.integers(0, 6) == 0:
-            header[name] = _JSON_VALUES[int(rng.integers(0, len(_JSON_VALUES)))]
+            header[name] = copy.deepcopy(_JSON_VALUES[int(rng.integers(0, len(_JSON_VALUES)))])
             continue
         field = str(rng.choice(["dtype", "shape", "data_offsets"]))
-        v = _JSON_VALUES[int(rng.integers(0, len(_JSON_VALUES)))]
+        v = copy.deepcopy(_JSON_VALUES[int(rng.integers(0, len(_JSON_VALUES)))])
         if field == "dtype" and rng.integers(0, 2):
             v = str(rng.choice(["F64", "F16", "BF16", "I8", "U64", "BOOL", "F8_E4M3", "f32"]))
         entry[field] = v
