@@ -128,7 +128,7 @@ def _warp_bilinear_u8(img, Hm, oh, ow, constant, fill):  # pragma: no cover - co
     return out
 
 
-MAX_CROP_PIXELS = 1 << 27  # larger than any page image_io admits (100 MP)
+MAX_CROP_PIXELS = 1 << 24  # 16.7 MP: a 16000 x 1000 line strip, far beyond any text line (~50 MB, ~1 s)
 
 
 def _check_warp(H_inv, oh, ow, quad) -> None:

@@ -122,6 +122,8 @@ def worker(target: str, seed: int, start: int, cases: int, memory_mb: float) -> 
     t = targets()[target]
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         workdir = Path(tmp)
+        if t.warm is not None:
+            t.warm(workdir)
         for i in [None] + list(range(start, start + cases)):  # None: a warm-up case (imports, compilation)
             t0 = time.perf_counter()
             out = dict(i=i, outcome="ok", type="", msg="")

@@ -36,6 +36,7 @@ class Target:
     case: Callable
     run: Callable
     allowed: tuple
+    warm: Callable | None = None  # compiles what the cases use (Numba's first load takes seconds)
 
 
 def mutate(data: bytes, rng, others=()) -> bytes:
@@ -304,6 +305,11 @@ def _load_pages(data, workdir):
     load_pages(data)
 
 
+def _warm_images(workdir):
+    for data in _image_seeds():
+        _load_pages(data, workdir)
+
+
 # ------------------------------------------------------------------ compiled kernels
 def _maps_case(rng):
     h, w = int(rng.integers(1, 80)), int(rng.integers(1, 80))
@@ -377,7 +383,7 @@ def targets() -> dict[str, Target]:
         "checkpoint_legacy": Target(lambda rng: _checkpoint_case(rng, True), _load_torch, (CheckpointError,)),
         "pickle_ops": Target(_pickle_case, _load_torch, (CheckpointError,)),
         "safetensors": Target(_safetensors_case, _load_safetensors, (CheckpointError,)),
-        "images": Target(_image_case, _load_pages, (ImageError,)),
+        "images": Target(_image_case, _load_pages, (ImageError,), _warm_images),
         "postprocess": Target(_maps_case, _det_boxes, ()),
         "crop": Target(_quad_case, _crop, (ValueError,)),
     }
