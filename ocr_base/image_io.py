@@ -200,6 +200,8 @@ def _pages_from_pil(im: Image.Image, name, max_pixels, first_only, data=None) ->
         if file_limit is not None and total > file_limit:
             raise ImageError(f"{name}: pages 1-{i + 1} have {total:,} pixels together, over the limit of "
                              f"{file_limit:,} per file")
+        if frame.format == "TIFF":
+            _check_strips(frame, fname)
         frame.load()  # decode now: truncation/corruption errors surface here, not later
         if frame.format == "PNG" and data is not None and not getattr(frame, "is_animated", False):
             frame = _png_checked(frame, data, fname)
@@ -207,6 +209,17 @@ def _pages_from_pil(im: Image.Image, name, max_pixels, first_only, data=None) ->
     if not pages:
         raise ImageError(f"{name}: image has no frames")
     return pages
+
+
+def _check_strips(frame, name) -> None:
+    """A TIFF whose strips (or tiles) do not cover the page: Pillow leaves the rest black (a 2 KB file
+    declaring 17 x 4,325,389 pixels and one 13-row strip decoded as 73 MP)."""
+    w, h = frame.size
+    extents = {t[1] for t in frame.tile if t[1] is not None}
+    covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in extents)
+    if frame.tile and covered < w * h:
+        raise ImageError(f"{name}: truncated TIFF: its strips cover {covered:,} of the {w * h:,} pixels the header "
+                         "declares")
 
 
 def _png_checked(frame, data, name):

@@ -364,7 +364,7 @@ def _quad_case(rng):
 def _crop(case, workdir):
     from trocr_np.crop import crop_quad, quad_size
     img, quad, margin, border, fast = case
-    if not fast and np.all(np.isfinite(quad)) and np.prod(quad_size(quad)) * (1 + 2 * margin) ** 2 > 1e6:
+    if not fast and np.all(np.isfinite(quad)) and np.prod(quad_size(quad)) * (1 + 2 * margin) ** 2 > 2e5:
         fast = True
     out = crop_quad(img, quad, margin=margin, border=border, fast=fast)
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == img.shape[2]
