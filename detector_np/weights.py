@@ -13,13 +13,13 @@ References: clovaai/CRAFT-pytorch `test.py::copyStateDict`; EasyOCR `config.py` 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ocr_base.checkpoint import (CheckpointError, check_tensors, load_safetensors, load_torch, safetensors_metadata,
                                  save_safetensors)
+from ocr_base.files import cache_dir
 
 from .layers import fold_batchnorm
 
@@ -98,11 +98,6 @@ def convert_state_dict(sd: dict, convs, source="state_dict") -> dict[str, np.nda
         params[name + ".weight"] = np.ascontiguousarray(w, np.float32)
         params[name + ".bias"] = np.ascontiguousarray(b, np.float32)
     return params
-
-
-def cache_dir() -> Path:
-    """`$TROCR_NP_CACHE`, else `~/.cache/trocr-np`."""
-    return Path(os.environ.get("TROCR_NP_CACHE") or Path.home() / ".cache" / "trocr-np")
 
 
 def default_craft_path() -> Path:

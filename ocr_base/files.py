@@ -1,5 +1,6 @@
 """Writing files so that nothing half-written is ever seen: a temporary file beside the
 destination, flushed, then renamed over it (`os.replace` is atomic on POSIX and Windows).
+Also where both wings keep what they convert on first use (`cache_dir`).
 
 A reader that has the old file open or memory-mapped keeps its consistent view; a run killed
 mid-write leaves the old file (or none), never a truncated one.
@@ -36,3 +37,8 @@ def atomic_write(path, data: bytes | str | Callable[[str], None], encoding: str 
         raise
     return path
 
+
+
+def cache_dir() -> Path:
+    """`$TROCR_NP_CACHE`, else `~/.cache/trocr-np`: converted CRAFT weights and TrOCR folders."""
+    return Path(os.environ.get("TROCR_NP_CACHE") or Path.home() / ".cache" / "trocr-np")

@@ -1,7 +1,10 @@
 """Image loading for the OCR pipeline: any source -> upright 8-bit RGB PIL pages.
 
     load_image(src)  -> PIL.Image (RGB)          first page
-    load_pages(src)  -> list[PIL.Image] (RGB)    one page per frame of a multi-frame TIFF
+    load_pages(src)  -> list[PIL.Image] (RGB)    one page per frame of a multi-frame TIFF, per PDF page
+    iter_pages(src)  -> (count, iterator)         the same, PDF pages rendered one at a time
+
+PDF data (a `%PDF-` header) is rendered at `dpi` by `ocr_base.pdf` (the optional extra `pdf`).
 
 `src` is a path (str / os.PathLike), bytes, a binary file-like object, a PIL
 image or a NumPy array (uint8 / uint16 / other ints / bool / float; HxW or
@@ -49,6 +52,7 @@ import threading
 import warnings
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageSequence
@@ -78,16 +82,21 @@ def load_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     return load_pages(src, max_pixels=max_pixels, first_only=True)[0]
 
 
-def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False) -> list[Image.Image]:
-    """All pages of `src` (one per frame of a multi-frame TIFF) as upright RGB PIL images.
+def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = False,
+               dpi: float | None = None) -> list[Image.Image]:
+    """All pages of `src` (one per frame of a multi-frame TIFF, one per PDF page) as upright RGB PIL images.
 
     max_pixels: limit on width*height per page (None: no limit; beware memory); all pages of a file
     together may have at most max(MAX_FILE_PIXELS, max_pixels).
+    dpi:        resolution PDF pages are rendered at (None: ocr_base.pdf.PDF_DPI).
     """
     name = _describe(src)
     if isinstance(src, np.ndarray):
         return [_check_size(array_to_rgb(src, name), name, max_pixels)]
     data = None if isinstance(src, Image.Image) else _read_bytes(src, name)
+    if data is not None and _is_pdf(data):
+        pages = _pdf_pages(data, name, dpi, max_pixels)[1]
+        return [next(pages)] if first_only else list(pages)
     try:
         with _pil_guard(max_pixels):
             im = src if data is None else Image.open(io.BytesIO(data))
@@ -102,6 +111,32 @@ def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = Fals
             zlib.error, MemoryError, OverflowError, ZeroDivisionError, RecursionError) as e:
         # Pillow's decoders signal corrupt/truncated data with all of these.
         raise ImageError(f"{name}: corrupt or truncated image ({type(e).__name__}: {e})") from None
+
+
+def iter_pages(src, max_pixels: int | None = MAX_PIXELS, dpi: float | None = None) -> tuple[int, Iterator[Image.Image]]:
+    """(number of pages, iterator of pages): `load_pages`, with a PDF's pages rendered as they are taken
+    (a long PDF never holds more than one page image)."""
+    head = b""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        head = bytes(src[:1024])
+    elif isinstance(src, (str, os.PathLike)) and Path(src).is_file():
+        with open(src, "rb") as f:
+            head = f.read(1024)
+    if _is_pdf(head):
+        name = _describe(src)
+        return _pdf_pages(_read_bytes(src, name), name, dpi, max_pixels)
+    pages = load_pages(src, max_pixels)
+    return len(pages), iter(pages)
+
+
+def _is_pdf(data: bytes) -> bool:
+    from .pdf import is_pdf
+    return is_pdf(data)
+
+
+def _pdf_pages(data: bytes, name: str, dpi, max_pixels):
+    from .pdf import PDF_DPI, pdf_pages   # pypdfium2 itself is imported only for a PDF
+    return pdf_pages(data, name, PDF_DPI if dpi is None else dpi, max_pixels)
 
 
 def _describe(src) -> str:

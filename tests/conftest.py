@@ -20,6 +20,10 @@ tokenizer trained here (no download), and returns `(hf_model, hf_dir)`. The mode
 - Sinusoidal-position models crash after `from_pretrained` in transformers 5.24 (trocr.md 5(a));
   use the returned in-memory model, or call `fix_sinusoidal(model)` after reloading.
 
+Every parameter is perturbed before saving (`perturb_parameters`): transformers initialises each
+Linear bias to 0 and each LayerNorm to (1, 0), so an unperturbed model cannot tell a dropped bias or
+an ignored LayerNorm gain from the right maths. `tests/mutation_check.py` holds the suite to that.
+
 Tokens: the trained vocabulary has `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, `<mask>`=4, like
 RoBERTa; the decoder vocab_size equals the tokenizer's size unless overridden.
 """
@@ -33,8 +37,9 @@ import pytest
 
 TROCR_PRESETS = {
     # name: (encoder kwargs, decoder kwargs, image processor kwargs)
+    # (a non-default encoder layer_norm_eps, so that a reader ignoring the field fails the tests)
     "tiny": (dict(model_type="vit", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=64, image_size=32, patch_size=8, qkv_bias=False),
+                  intermediate_size=64, image_size=32, patch_size=8, qkv_bias=False, layer_norm_eps=1e-3),
              dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=64,
                   activation_function="gelu", cross_attention_hidden_size=32),
              dict(resample=2)),
@@ -134,6 +139,32 @@ def fix_sinusoidal(model):
     return model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_model_cache(tmp_path_factory):
+    """HF folders given to load_model are converted into $TROCR_NP_CACHE: keep the tests' out of ~/.cache."""
+    if "TROCR_NP_CACHE" not in os.environ:
+        os.environ["TROCR_NP_CACHE"] = str(tmp_path_factory.mktemp("trocr-np-cache"))
+    yield
+
+
+def perturb_parameters(model, seed: int = 0, gain_std: float = 0.1, rel_std: float = 0.05,
+                       abs_std: float = 0.02) -> None:
+    """Add Gaussian noise to every parameter, in place: LayerNorm gains become 1 + N(0, gain_std),
+    everything else (biases, LayerNorm biases, embeddings, position tables, cls / distillation tokens,
+    projections) gets N(0, rel_std * rms(p) + abs_std). Tied parameters are one tensor, perturbed once."""
+    import torch
+
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    gains = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and m.weight is not None}
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.dtype)
+            if id(p) in gains:
+                p.copy_(1 + gain_std * noise)
+            else:
+                p.add_(noise * (rel_std * float(p.float().pow(2).mean().sqrt()) + abs_std))
+
+
 def make_hf_trocr(tmp_path, preset: str = "tiny", fmt: str = "safetensors",
                   tokenizer: str | None = "vocab_merges", seed: int = 0, **overrides):
     """Build, save and return (hf_model, hf_dir) for a random TrOCR at a named preset (see module doc)."""
@@ -161,6 +192,7 @@ def make_hf_trocr(tmp_path, preset: str = "tiny", fmt: str = "safetensors",
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc_cfg, dec_cfg)
     torch.manual_seed(seed)
     model = VisionEncoderDecoderModel(cfg).eval()
+    perturb_parameters(model, seed)
     gc = model.generation_config
     gc.decoder_start_token_id, gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = 2, 0, 2, 1
     model.config.decoder_start_token_id, model.config.pad_token_id = 2, 1

@@ -252,7 +252,7 @@ def test_tokenizer_errors(src_copy, tmp_path):
         convert_trocr(src, tmp_path / "out")
     (src / "vocab.json").unlink()
     (src / "sentencepiece.bpe.model").write_bytes(b"\x00")
-    with pytest.raises(CheckpointError, match="sentencepiece tokenizers are not supported yet"):
+    with pytest.raises(ValueError, match="sentencepiece.bpe.model: not a valid SentencePiece model"):
         convert_trocr(src, tmp_path / "out")
     (src / "sentencepiece.bpe.model").unlink()
     dst = convert_trocr(src, tmp_path / "out")  # no tokenizer at all: weights still convert

@@ -11,16 +11,26 @@ from ocr_base import threads
 ATOL = 1e-4          # max |ours - reference| on every float32 output
 
 
-@pytest.mark.parametrize("k,dilation,cin,cout,shape", [
+# (kernel, dilation, C_in, C_out, (H, W)): every path (Winograd, dilated Winograd, im2col, 1x1), odd sizes
+CONV_CASES = [
     (3, 1, 3, 8, (17, 23)), (3, 1, 16, 24, (40, 50)), (3, 6, 8, 16, (20, 30)), (3, 24, 8, 4, (30, 20)),
     (3, 60, 4, 4, (10, 10)), (1, 1, 24, 40, (9, 31)), (3, 2, 5, 7, (1, 1)), (3, 1, 2, 3, (1, 200)),
     (3, 1, 32, 16, (21, 13)), (3, 1, 64, 8, (1, 1)), (3, 6, 16, 8, (52, 80)), (3, 24, 16, 4, (50, 75)),
-    (3, 5, 17, 3, (7, 12))])
-def test_conv2d_fast_equals_reference(k, dilation, cin, cout, shape):
+    (3, 5, 17, 3, (7, 12))]
+
+
+def random_conv(k, dilation, cin, cout, shape):
+    """x (H, W, C_in), w (C_out, C_in, k, k), b (C_out,) float32, seeded by the case."""
     rng = np.random.default_rng(k * 100 + dilation)
     x = rng.standard_normal((*shape, cin)).astype(np.float32)
     w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
+    return x, w, b
+
+
+@pytest.mark.parametrize("k,dilation,cin,cout,shape", CONV_CASES)
+def test_conv2d_fast_equals_reference(k, dilation, cin, cout, shape):
+    x, w, b = random_conv(k, dilation, cin, cout, shape)
     plain = layers.conv2d_reference(x, w, b, dilation=dilation, relu=True)
     np.testing.assert_allclose(layers.conv2d(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)
     np.testing.assert_allclose(layers.conv2d_im2col(x, w, b, dilation=dilation, relu=True), plain, atol=ATOL)

@@ -9,6 +9,7 @@ import pytest
 
 from _reference import real_image, real_reference_craft, rendered_text_image, require_reference
 from detector_np import layers
+from test_craft_layers import CONV_CASES, random_conv
 from detector_np.craft import craft_forward
 from detector_np.preprocess import normalize_mean_variance, resize_aspect_ratio
 from detector_np.refiner import refiner_forward
@@ -130,17 +131,10 @@ def test_random_refiner_matches_reference(random_refiner, shape):
 
 # ---- building blocks: the fast kernels against their plain definitions and torch -------------------
 
-@pytest.mark.parametrize("k,dilation,cin,cout,shape", [
-    (3, 1, 3, 8, (17, 23)), (3, 1, 16, 24, (40, 50)), (3, 6, 8, 16, (20, 30)), (3, 24, 8, 4, (30, 20)),
-    (3, 60, 4, 4, (10, 10)), (1, 1, 24, 40, (9, 31)), (3, 2, 5, 7, (1, 1)), (3, 1, 2, 3, (1, 200)),
-    (3, 1, 32, 16, (21, 13)), (3, 1, 64, 8, (1, 1)), (3, 6, 16, 8, (52, 80)), (3, 24, 16, 4, (50, 75)),
-    (3, 5, 17, 3, (7, 12))])
+@pytest.mark.parametrize("k,dilation,cin,cout,shape", CONV_CASES)
 def test_conv2d_reference_matches_torch(k, dilation, cin, cout, shape):
     """The readable convolution against torch (the fast paths are held to it in test_craft_layers.py)."""
-    rng = np.random.default_rng(k * 100 + dilation)
-    x = rng.standard_normal((*shape, cin)).astype(np.float32)
-    w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
-    b = rng.standard_normal(cout).astype(np.float32)
+    x, w, b = random_conv(k, dilation, cin, cout, shape)
     plain = layers.conv2d_reference(x, w, b, dilation=dilation, relu=True)
     t = torch.nn.functional.conv2d(torch.from_numpy(x).permute(2, 0, 1)[None], torch.from_numpy(w), torch.from_numpy(b),
                                    padding=dilation * (k // 2), dilation=dilation).relu()[0].permute(1, 2, 0).numpy()

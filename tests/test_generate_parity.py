@@ -45,22 +45,46 @@ def _eos_row(hf):
     return hf.decoder.output_projection.weight[2]
 
 
+def _lengths(ids, eos=2):
+    """Row lengths up to and including the first EOS after the start token (pads may be generated too)."""
+    out = []
+    for r in ids.tolist():
+        hits = [i for i, t in enumerate(r) if i > 0 and t == eos]
+        out.append(hits[0] + 1 if hits else len(r))
+    return out
+
+
 def _tune_eos(hf, px):
-    """Scale the EOS output row up until greedy lengths differ across the batch (none stopping at once).
-    Returns whether that was reached; if not, the largest scale that still gives long outputs is kept."""
+    """Make EOS win after a few tokens, at a different step per image: move the EOS output row along the
+    direction v in which the decoder states of later steps differ from the first steps', by the smallest
+    scale at which greedy and beam lengths both differ across the batch with none stopping at once.
+    Until EOS is chosen, only its logit changes, so greedy lengths for a scale s follow from one run: row
+    b stops at the first step t where eos_logit + s * v.h_bt beats every other logit. Returns whether
+    such a scale was found (else the row is left as it was)."""
     base = _eos_row(hf).detach().clone()
-    long_scale = 1.0
-    for scale in np.arange(1.0, 3.0, 0.05):
-        with torch.no_grad():
-            _eos_row(hf)[:] = base * scale
-            ids = hf.generate(px, max_new_tokens=24)
-        lens = (ids != hf.generation_config.pad_token_id).sum(1)
-        if lens.min() > 3:
-            if len(set(lens.tolist())) > 1:
-                return True
-            long_scale = scale
     with torch.no_grad():
-        _eos_row(hf)[:] = base * long_scale
+        out = hf.generate(px, max_new_tokens=24, output_hidden_states=True, output_logits=True,
+                          return_dict_in_generate=True)
+        hs = torch.stack([step[-1][:, -1] for step in out.decoder_hidden_states], 1)  # (B, steps, D)
+        logits = torch.stack(out.logits, 1).clone()                                     # (B, steps, V)
+        v = hs[:, 6:].mean((0, 1)) - hs[:, :3].mean((0, 1))
+        v = v / v.norm()
+        gain, eos0 = hs @ v, logits[..., 2].clone()
+        logits[..., 2] = -torch.inf
+        need = (logits.max(-1).values - eos0) / gain                                    # scale where EOS wins
+        need[gain <= 0] = torch.inf
+        for scale in np.unique(need[torch.isfinite(need) & (need > 0)].numpy()):
+            stops = [np.flatnonzero(row <= scale) for row in need.numpy()]
+            greedy = [int(st[0]) + 2 if len(st) else 25 for st in stops]
+            if min(greedy) <= 3:
+                break
+            if len(set(greedy)) < 2:
+                continue
+            _eos_row(hf)[:] = base + float(scale) * 1.0001 * v
+            beam = _lengths(hf.generate(px, max_new_tokens=24, num_beams=3))
+            if _lengths(hf.generate(px, max_new_tokens=24)) == greedy and min(beam) > 3 and len(set(beam)) > 1:
+                return True
+        _eos_row(hf)[:] = base
     return False
 
 

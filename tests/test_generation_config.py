@@ -55,6 +55,7 @@ def test_generation_settings_from_config_json(saved, tmp_path, fields):
         ref = hf.generate(px).tolist()
     ours = generate(load_model(convert_trocr(d, tmp_path / "ours")), px.numpy()).sequences
     pad = hf.generation_config.pad_token_id
-    ref = [[t for i, t in enumerate(r) if i == 0 or t != pad] for r in ref]
-    assert ours == ref
+    assert len(ours) == len(ref)
+    for o, r in zip(ours, ref):  # HF pads rows that ended early (a model may also emit the pad id itself)
+        assert r[:len(o)] == o and all(t == pad for t in r[len(o):])
     assert max(len(r) for r in ref) > 3  # not trivially short

@@ -95,3 +95,24 @@ def test_ocr_runs_without_torch_opencv_or_scipy(model_dir, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(json.loads((tmp_path / "o.json").read_text())[0]["lines"]) == 2
+
+
+def test_ocr_formats_on_stdout_with_a_random_model(model_dir, tmp_path, capsys):
+    """A random recogniser writes any tokens (control characters, lone spaces): jsonl and hOCR on
+    stdout still parse, and agree on the lines; each line's words are its text's words."""
+    from trocr_np import formats
+    from trocr_np.formats._common import xml_text
+    p = tmp_path / "page.png"
+    render_page([(12, 14, "hello there", 0, 26), (12, 60, "world", 1, 26)], (260, 110))[0].save(p)
+    base = ["ocr", str(p), "--model", model_dir, "--max-new-tokens", "6"] + SMALL
+    assert main(base + ["--format", "jsonl"]) == 0
+    rec, = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rec["page_count"] == 1 and len(rec["lines"]) == 2
+    for ln in rec["lines"]:
+        assert [w["text"] for w in ln.get("words", [])] == ln["text"].split()
+        assert {w["method"] for w in ln.get("words", [])} <= {"detector", "attention"}
+        assert len(ln["tokens"]) >= 1 and all(0 <= prob <= 1 for _, prob in ln["tokens"])
+    assert main(base + ["--format", "hocr"]) == 0
+    page, = formats.read_hocr(capsys.readouterr().out)
+    assert [" ".join(ln.text.split()) for ln in page.lines] == \
+        [" ".join(xml_text(ln["text"]).split()) for ln in rec["lines"]]

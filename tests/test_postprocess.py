@@ -1,4 +1,5 @@
-"""Live parity of detector_np.postprocess against EasyOCR's craft_utils (OpenCV 5) in-process.
+"""Live parity of detector_np.postprocess and its primitives (detector_np.cv_ops) against
+EasyOCR's craft_utils (OpenCV 5) in-process.
 
 Every OpenCV primitive the reference uses is compared on its own (labelling, dilation, convex
 hull, minAreaRect/boxPoints, getPerspectiveTransform, warpPerspective NEAREST, line), then the
@@ -14,7 +15,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 import _easyocr_ref  # noqa: E402
-from detector_np import postprocess as P  # noqa: E402
+from detector_np import cv_ops as C, postprocess as P  # noqa: E402
 
 cu = _easyocr_ref.load("craft_utils")
 if cu is None:
@@ -147,7 +148,7 @@ masks = st.builds(
 @given(masks)
 def test_label_components_equals_opencv(mask):
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    n2, labels2, stats2 = P.label_components(mask)
+    n2, labels2, stats2 = C.label_components(mask)
     assert n2 == n
     np.testing.assert_array_equal(labels2, labels)
     np.testing.assert_array_equal(stats2, stats)
@@ -157,12 +158,12 @@ def test_label_components_edge_cases():
     for mask in (np.zeros((5, 7), np.uint8), np.ones((5, 7), np.uint8), np.ones((1, 1), np.uint8),
                  (np.indices((9, 9)).sum(0) % 2).astype(np.uint8)):  # checkerboard: 41 labels
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-        n2, labels2, stats2 = P.label_components(mask)
+        n2, labels2, stats2 = C.label_components(mask)
         assert n2 == n
         np.testing.assert_array_equal(labels2, labels)
         np.testing.assert_array_equal(stats2, stats)
     with pytest.raises(ValueError):
-        P.label_components(np.zeros((2, 2, 2)))
+        C.label_components(np.zeros((2, 2, 2)))
 
 
 @SETTINGS
@@ -170,7 +171,7 @@ def test_label_components_edge_cases():
 def test_dilate_equals_opencv(mask, k):
     mask = mask * np.uint8(255)
     ref = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    np.testing.assert_array_equal(P.dilate_rect(mask, k), ref)
+    np.testing.assert_array_equal(C.dilate_rect(mask, k), ref)
 
 
 unique_points = st.builds(
@@ -183,7 +184,7 @@ unique_points = st.builds(
 @given(unique_points)
 def test_convex_hull_order_equals_opencv(pts):
     ref = cv2.convexHull(pts, clockwise=False, returnPoints=False)[:, 0]
-    ours = P._convex_hull(pts[:, 0].astype(np.int64), pts[:, 1].astype(np.int64),
+    ours = C._convex_hull(pts[:, 0].astype(np.int64), pts[:, 1].astype(np.int64),
                           np.arange(len(pts), dtype=np.int64))
     np.testing.assert_array_equal(ours, ref)
 
@@ -203,9 +204,9 @@ def _assert_rect_equal(ref, ours):
 @given(unique_points)
 def test_min_area_rect_and_box_points_equal_opencv(pts):
     ref = cv2.minAreaRect(pts)
-    ours = P.min_area_rect(pts)
+    ours = C.min_area_rect(pts)
     _assert_rect_equal(ref, ours)
-    np.testing.assert_array_equal(P.box_points(ours), cv2.boxPoints(ref))
+    np.testing.assert_array_equal(C.box_points(ours), cv2.boxPoints(ref))
 
 
 @pytest.mark.parametrize("pts", [
@@ -222,11 +223,11 @@ def test_min_area_rect_and_box_points_equal_opencv(pts):
 def test_min_area_rect_degenerate(pts):
     pts = np.array(pts, np.int32)
     ref = cv2.minAreaRect(pts)
-    ours = P.min_area_rect(pts)
+    ours = C.min_area_rect(pts)
     _assert_rect_equal(ref, ours)
-    np.testing.assert_array_equal(P.box_points(ours), cv2.boxPoints(ref))
+    np.testing.assert_array_equal(C.box_points(ours), cv2.boxPoints(ref))
     with pytest.raises(ValueError):
-        P.min_area_rect(np.zeros((3, 3)))
+        C.min_area_rect(np.zeros((3, 3)))
 
 
 @SETTINGS
@@ -241,10 +242,10 @@ def test_perspective_transform_and_warp_equal_opencv(seed, integral):
     h = int(np.linalg.norm(box[1] - box[2]) + 1)
     tar = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     m = cv2.getPerspectiveTransform(box, tar)
-    np.testing.assert_array_equal(P._perspective_transform(box, tar), m)  # bit-exact
+    np.testing.assert_array_equal(C._perspective_transform(box, tar), m)  # bit-exact
     labels = rng.integers(0, 3, (100, 110)).astype(np.int32)
     ref = cv2.warpPerspective(labels, m, (w, h), flags=cv2.INTER_NEAREST) == 1
-    np.testing.assert_array_equal(P._warp_label_mask(labels, m, w, h, 1).astype(bool), ref)
+    np.testing.assert_array_equal(C._warp_label_mask(labels, m, w, h, 1).astype(bool), ref)
 
 
 @SETTINGS
@@ -258,13 +259,13 @@ def test_line_hits_equals_opencv_line(seed):
         cv2.line(drawn, (x1, y1), (x2, y2), 1, thickness=1)
         # probing with every single pixel shows the drawn set is the same
         ys, xs = np.nonzero(drawn)
-        assert P._line_hits(np.ones((h, w), np.uint8), x1, y1, x2, y2) == bool(len(xs))
+        assert C._line_hits(np.ones((h, w), np.uint8), x1, y1, x2, y2) == bool(len(xs))
         sparse = (rng.random((h, w)) < 0.1).astype(np.uint8)
-        assert P._line_hits(sparse, x1, y1, x2, y2) == bool((sparse & drawn).any())
+        assert C._line_hits(sparse, x1, y1, x2, y2) == bool((sparse & drawn).any())
         probe = np.zeros((h, w), np.uint8)
         for y, x in list(zip(ys, xs))[:5]:
             probe[y, x] = 1
-            assert P._line_hits(probe, x1, y1, x2, y2)
+            assert C._line_hits(probe, x1, y1, x2, y2)
             probe[y, x] = 0
 
 

@@ -17,21 +17,36 @@ def _maxdiff(a, b):
 TOL = 1e-4
 
 
-@pytest.mark.parametrize("shape", [(1, 7), (5, 384), (3, 17, 1024)])
-def test_layer_norm_fast_equals_reference(shape):
+LN_SHAPES = [(1, 7), (5, 384), (3, 17, 1024)]
+
+
+def random_layer_norm_inputs(shape):
+    """x (..., D) off-centre and wide, gain and bias (D,) float32."""
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
     g, b = rng.standard_normal((2, shape[-1])).astype(np.float32)
+    return x, g, b
+
+
+def random_bias_act_inputs():
+    """(2, 9, 300) pre-activations covering [-12, 12] and both tails, bias (300,)."""
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((2, 9, 300)) * 4).astype(np.float32)
+    x[0, 0, :200] = np.linspace(-12, 12, 200)
+    b = rng.standard_normal(300).astype(np.float32)
+    return x, b
+
+
+@pytest.mark.parametrize("shape", LN_SHAPES)
+def test_layer_norm_fast_equals_reference(shape):
+    x, g, b = random_layer_norm_inputs(shape)
     for eps in (1e-12, 1e-5):
         assert _maxdiff(kernels.layer_norm(x, g, b, eps), kernels.layer_norm_ref(x, g, b, eps)) < TOL
 
 
 @pytest.mark.parametrize("act", ["gelu", "relu"])
 def test_bias_act_fast_equals_reference(act):
-    rng = np.random.default_rng(12)
-    x = (rng.standard_normal((2, 9, 300)) * 4).astype(np.float32)
-    x[0, 0, :200] = np.linspace(-12, 12, 200)  # the whole range, both tails
-    b = rng.standard_normal(300).astype(np.float32)
+    x, b = random_bias_act_inputs()
     assert _maxdiff(kernels.bias_act_(x.copy(), b, act), kernels.ACT_REF[act](x + b)) < 1e-6
 
 

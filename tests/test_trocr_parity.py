@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import TROCR_PRESETS, make_hf_trocr, random_line_images
+from test_trocr_kernels import LN_SHAPES, random_bias_act_inputs, random_layer_norm_inputs
 from trocr_np import kernels
 from trocr_np.convert import convert_trocr
 from trocr_np.config import ConfigError, expected_param_shapes, load_config
@@ -287,11 +288,9 @@ def test_sinusoidal_table_matches_hf():
 
 # --------------------------------------------------------------------------- kernels
 
-@pytest.mark.parametrize("shape", [(1, 7), (5, 384), (3, 17, 1024)])
+@pytest.mark.parametrize("shape", LN_SHAPES)
 def test_layer_norm_matches_torch(shape):
-    rng = np.random.default_rng(11)
-    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
-    g, b = rng.standard_normal((2, shape[-1])).astype(np.float32)
+    x, g, b = random_layer_norm_inputs(shape)
     for eps in (1e-12, 1e-5):
         ref = torch.nn.functional.layer_norm(torch.from_numpy(x), (shape[-1],), torch.from_numpy(g),
                                              torch.from_numpy(b), eps).numpy()
@@ -300,10 +299,7 @@ def test_layer_norm_matches_torch(shape):
 
 @pytest.mark.parametrize("act", ["gelu", "relu"])
 def test_bias_act_matches_torch(act):
-    rng = np.random.default_rng(12)
-    x = (rng.standard_normal((2, 9, 300)) * 4).astype(np.float32)
-    x[0, 0, :200] = np.linspace(-12, 12, 200)  # the whole range, both tails
-    b = rng.standard_normal(300).astype(np.float32)
+    x, b = random_bias_act_inputs()
     got = kernels.bias_act_(x.copy(), b, act)
     ref = getattr(torch.nn.functional, act)(torch.from_numpy(x + b)).numpy()
     assert _maxdiff(got, ref) < 1e-6

@@ -23,6 +23,7 @@ from detector_np.detect import DetectOptions
 from detector_np.lines import LineOptions
 
 from .generate import GenerationOptions
+from .outputs import FORMATS, OutputOptions
 from .pipeline import PageOptions
 from .recognize import BATCH_SIZE
 
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recognize", help="recognise single text-line images")
     r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--model", required=True, help="converted trocr-np model folder")
+    r.add_argument("--model", required=True,
+                   help="trocr-np model folder, or a Hugging Face TrOCR folder (converted into the cache on first use)")
     _add_generation_options(r, GenerationOptions())
     r.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="line images recognised together")
     r.add_argument("--json", action="store_true", help="print text, token ids and log-probabilities per image")
@@ -64,11 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_detect)
 
     o = sub.add_parser("ocr", help="detect and recognise text on whole pages")
-    o.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    o.add_argument("--model", default=None, help="converted trocr-np model folder (default: the bundled one)")
-    o.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write results as JSON to OUT")
+    o.add_argument("inputs", nargs="+", metavar="INPUT", help="image or PDF files, or folders")
+    o.add_argument("--model", default=None, help="trocr-np or Hugging Face TrOCR model folder (default: the bundled one)")
+    o.add_argument("--format", default=_default(OutputOptions, "format"), choices=FORMATS,
+                   help="what to write (default: txt); without -o it goes to stdout")
+    o.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="a file for all inputs, or a folder (one file per input); see trocr_np.outputs")
+    o.add_argument("--json", dest="json_out", default=None, metavar="OUT",
+                   help="also write all records as a JSON list to OUT (the page text still goes to stdout)")
+    o.add_argument("--html", default=None, metavar="OUT_DIR", help="write a review page per input to OUT_DIR")
     o.add_argument("--draw", default=None, metavar="OUT_DIR", help="write images with drawn regions to OUT_DIR")
+    o.add_argument("--resume", action="store_true", help="leave out inputs the outputs already hold")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or [i/n] lines")
     page = PageOptions()
+    o.add_argument("--dpi", type=float, default=page.pdf_dpi, help="resolution PDF pages are rendered at")
     _add_generation_options(o, page.generation)
     o.add_argument("--batch-size", type=int, default=page.batch_size, help="line crops recognised together")
     o.add_argument("--lines", choices=["handwriting", "easyocr"], default=_default(LineOptions, "method"),
@@ -200,54 +211,90 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_ocr(args) -> int:
-    import json
-    from pathlib import Path
-
-    from ocr_base.files import atomic_write
-
-    from .pipeline import expand_inputs, ocr_files
+    """Page text on stdout, or --format to -o; --json, --html and --draw beside it. Every output path
+    is checked before the first page; an input that fails is an error line (and record), the batch
+    goes on, and the exit status is then 1."""
+    from .outputs import Output, writable_folder
+    from .pipeline import ErrorRecord, expand_inputs, ocr_files
+    from .progress import Progress
 
     options = PageOptions(detect=_detect_options(args), lines=LineOptions(method=args.lines),
-                          generation=_generation_options(args), batch_size=args.batch_size)
+                          generation=_generation_options(args), batch_size=args.batch_size, pdf_dpi=args.dpi)
     files = expand_inputs(args.inputs)
     if not files:
         raise FileNotFoundError(f"no image files in {' '.join(args.inputs)}")
     many = len(files) > 1
-
-    def progress(i, n, path):
-        if many:
-            print(f"[{i + 1}/{n}] {path}", file=sys.stderr, flush=True)
-
-    draw_dir = Path(args.draw) if args.draw else None
-    if draw_dir is not None:
-        from detector_np.draw import draw_regions
-        draw_dir.mkdir(parents=True, exist_ok=True)
-    records, failed, drawn = [], 0, set()
-    for r in ocr_files(files, args.model, None, options, progress=progress):
-        records.append(r.to_dict())
-        if not r.ok:
+    stdout_text = args.output is None and args.format == "txt"
+    targets = [] if stdout_text else [(args.format, args.output)]
+    targets += [(fmt, path) for fmt, path in (("json", args.json_out), ("html", args.html)) if path]
+    if args.resume and all(path is None for _, path in targets):
+        raise ValueError("--resume needs an output: -o, --json or --html")
+    outs = [Output(OutputOptions(fmt, path, args.resume), files) for fmt, path in targets]
+    draw_dir = writable_folder(args.draw, "--draw folder") if args.draw else None
+    todo = [f for f in files if not outs or any(str(f) not in o.done for o in outs)]
+    if len(todo) < len(files):
+        print(f"trocr-np ocr: --resume: {len(files) - len(todo)} of {len(files)} inputs already done",
+              file=sys.stderr)
+    if not todo:
+        return 0
+    progress = Progress(len(todo), mode="off" if args.quiet else None)
+    for o in outs:
+        o.start()
+    n, failed, drawn = 0, 0, set()
+    try:
+        for r in ocr_files(todo, args.model, None, options, progress=lambda i, _, path: progress.start_file(i, path)):
+            n += 1
+            progress.page_done(r.page_count)
+            extra = []
+            if not r.ok:
+                failed += 1
+                where = f" (page {r.page})" if r.page else ""
+                msg = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # readers name the file
+                progress.message(f"trocr-np ocr: error: {r.source}{where}{msg[len(r.source):]}")
+            else:
+                if stdout_text:
+                    if many or r.page > 1:
+                        print(f"==> {r.source}" + (f" [page {r.page}]" if r.page > 1 else "") + " <==")
+                    print(r.text, flush=True)
+                if draw_dir is not None:
+                    err = _draw(r, draw_dir, drawn)
+                    if err is not None:
+                        failed += 1
+                        progress.message(f"trocr-np ocr: error: {r.source}: {err}")
+                        extra.append(ErrorRecord(r.source, err, "DrawError", page=r.page, page_count=r.page_count))
+            for o in outs:
+                o.add(r, extra)
+    finally:
+        progress.close()
+    for o in outs:
+        o.close()
+        for r in o.extra_pages():
             failed += 1
-            where = f" (page {r.page})" if r.page else ""
-            msg = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # readers name the file
-            msg = r.source + where + msg[len(r.source):]
-            print(f"trocr-np ocr: error: {msg}", file=sys.stderr, flush=True)
-            continue
-        if many or r.page > 1:
-            print(f"==> {r.source}" + (f" [page {r.page}]" if r.page > 1 else "") + " <==")
-        print(r.text, flush=True)
-        if draw_dir is not None:
-            stem = Path(r.source).stem + (f"_p{r.page}" if r.page > 1 else "")
-            name, k = f"{stem}.png", 1
-            while name in drawn:  # same file name in different folders
-                k += 1
-                name = f"{stem}-{k}.png"
-            drawn.add(name)
-            draw_regions(r.image, r.polygons(), numbers=True).save(draw_dir / name)
-    if args.json_out:
-        atomic_write(args.json_out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+            print(f"trocr-np ocr: error: {r.source} (page {r.page}): not written: PAGE XML holds one page "
+                  f"per file; give -o a folder", file=sys.stderr)
     if many and failed:
-        print(f"trocr-np ocr: {failed} of {len(records)} inputs failed", file=sys.stderr)
+        print(f"trocr-np ocr: {failed} of {n} inputs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _draw(r, draw_dir, drawn: set) -> str | None:
+    """Write the page with its regions drawn to draw_dir (a unique name); the error message if that fails."""
+    from pathlib import Path
+
+    from detector_np.draw import draw_regions
+    from ocr_base.files import atomic_write
+
+    stem = Path(r.source).stem + (f"_p{r.page}" if r.page > 1 else "")
+    name, k = f"{stem}.png", 1
+    while name in drawn:  # same file name in different folders
+        k += 1
+        name = f"{stem}-{k}.png"
+    drawn.add(name)
+    try:
+        atomic_write(draw_dir / name, lambda tmp: draw_regions(r.image, r.polygons(), numbers=True).save(tmp, "PNG"))
+    except OSError as e:
+        return f"cannot write drawing {draw_dir / name}: {e.strerror or e}"
+    return None
 
 
 def main(argv=None) -> int:
@@ -260,7 +307,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:  # user errors (bad files, folders, configs): one clear line, no traceback
         print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT
+    except KeyboardInterrupt:  # Ctrl-C: outputs are whole files or none (atomic writes); no traceback, 130
         print(f"trocr-np {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -1,9 +1,12 @@
 """TrOCR configuration, read from a checkpoint folder's own JSON files.
 
 A TrOCR checkpoint is a Hugging Face `VisionEncoderDecoderModel`: `config.json` holds an
-`encoder` (ViT or DeiT) and a `decoder` (TrOCR) sub-config, `preprocessor_config.json` the
-image processing, and `generation_config.json` (optional) the generation defaults and
-special token ids. Field names here are the HF ones, so a reader can grep them in the
+`encoder` (ViT or DeiT) and a `decoder` (TrOCR) sub-config, `generation_config.json` (optional)
+the generation defaults and special token ids, and the image processing sits in one of two files,
+read with transformers' precedence (`ImageProcessingMixin.get_image_processor_dict`):
+`processor_config.json` if it nests an `"image_processor"` (what `TrOCRProcessor.save_pretrained`
+writes since 5.x), else `preprocessor_config.json` (the Hub layout, old `feature_extractor_type`
+or new `image_processor_type` keys). Field names here are the HF ones, so a reader can grep them in the
 reference. Every field that changes the math is honoured; a value we do not implement
 raises `ConfigError` naming the field instead of silently computing something else.
 
@@ -88,6 +91,9 @@ class PreprocessorConfig:
     do_normalize: bool
     image_mean: tuple[float, ...]
     image_std: tuple[float, ...]
+    # HF converts to RGB only when asked; without it a non-RGB image has the wrong channel count and HF
+    # fails. RGB pixels are the same either way, so preprocess always converts (recorded, not needed).
+    do_convert_rgb: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -270,9 +276,12 @@ _PROCESSOR_TYPES = {
 }
 
 
-def _size_dict(v, key: str, where: str) -> dict:
-    """HF `get_size_dict(default_to_square=True)`: int -> square, [h, w] -> {height, width}."""
+def _size_dict(v, key: str, where: str, default_to_square: bool = True) -> dict:
+    """HF `get_size_dict`: int -> square (or {shortest_edge} without default_to_square), [h, w] -> {height, width}."""
+    if isinstance(v, int) and not isinstance(v, bool) and not default_to_square:
+        return {"shortest_edge": v}
     if isinstance(v, dict):
+        v = {k: x for k, x in v.items() if x is not None}  # HF's SizeDict drops unset keys
         _bounded(v, where)
         if set(v) == {"height", "width"}:
             return {"height": _pair(v["height"], key, where)[0], "width": _pair(v["width"], key, where)[0]}
@@ -291,9 +300,14 @@ def parse_preprocessor(d: dict, where: str = "preprocessor_config.json") -> Prep
     if ptype not in _PROCESSOR_TYPES:
         raise _unsupported(where, "image_processor_type", ptype, sorted(_PROCESSOR_TYPES))
     defaults = _PROCESSOR_DEFAULTS[_PROCESSOR_TYPES[ptype]]
-    for key in ("do_pad", "do_reduce_labels"):
+    # pixel-changing options of HF's image processors that we do not reproduce: refused by name
+    for key in ("do_pad", "do_reduce_labels", "do_flip_channel_order"):
         if d.get(key):
             raise _unsupported(where, key, d[key], [False])
+    if d.get("data_format") not in (None, "channels_first"):
+        raise _unsupported(where, "data_format", d["data_format"], ["channels_first"])
+    convert_rgb = _get(d, "do_convert_rgb", where, None, bool)
+    square = _get(d, "default_to_square", where, True, bool)
     resample = _get(d, "resample", where, defaults["resample"], int)
     if resample not in RESAMPLE_NAMES:
         raise _unsupported(where, "resample", resample, sorted(RESAMPLE_NAMES))
@@ -314,7 +328,7 @@ def parse_preprocessor(d: dict, where: str = "preprocessor_config.json") -> Prep
     std = tuple(float(x) for x in (std if isinstance(std, (list, tuple)) else [std] * 3))
     return PreprocessorConfig(
         do_resize=_get(d, "do_resize", where, True, bool),
-        size=_size_dict(_get(d, "size", where, defaults["size"]), "size", where),
+        size=_size_dict(_get(d, "size", where, defaults["size"]), "size", where, square),
         resample=resample,
         do_center_crop=do_center_crop,
         crop_size=crop,
@@ -323,7 +337,25 @@ def parse_preprocessor(d: dict, where: str = "preprocessor_config.json") -> Prep
         do_normalize=_get(d, "do_normalize", where, True, bool),
         image_mean=mean,
         image_std=std,
+        do_convert_rgb=convert_rgb,
     )
+
+
+def read_preprocessor(model_dir: str) -> tuple[dict, str]:
+    """The image-processor dict of a folder and the file it came from, with transformers' precedence:
+    `processor_config.json`'s nested "image_processor", else `preprocessor_config.json`."""
+    proc_path = os.path.join(model_dir, "processor_config.json")
+    if os.path.isfile(proc_path):
+        nested = _read_json(proc_path).get("image_processor")
+        if nested is not None:
+            if not isinstance(nested, dict):
+                raise ConfigError(f"{proc_path}: field 'image_processor' must be a JSON object")
+            return nested, f"{proc_path}: image_processor"
+    path = os.path.join(model_dir, "preprocessor_config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: not found, nor an \"image_processor\" in processor_config.json "
+                                "(a TrOCR checkpoint folder needs config.json and one of them)")
+    return _read_json(path), path
 
 
 def _token_id(key: str, *sources: tuple[dict, str]):
@@ -361,7 +393,8 @@ def generation_from_model_config(cfg: dict) -> dict:
     return gen
 
 
-def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str = "config.json") -> TrOCRConfig:
+def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str = "config.json",
+                 preproc_where: str = "preprocessor_config.json") -> TrOCRConfig:
     """Build a TrOCRConfig from already-loaded JSON dicts (see `load_config`)."""
     if cfg.get("model_type") != "vision-encoder-decoder":
         raise _unsupported(where, "model_type", cfg.get("model_type"), ["vision-encoder-decoder"])
@@ -383,7 +416,7 @@ def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str =
         raise ConfigError(f"{where}: missing field 'decoder_start_token_id'")
     return TrOCRConfig(
         encoder=enc, decoder=dec,
-        preprocessor=parse_preprocessor(preproc),
+        preprocessor=parse_preprocessor(preproc, preproc_where),
         decoder_start_token_id=start,
         bos_token_id=_token_id("bos_token_id", *sources),
         eos_token_id=_token_id("eos_token_id", *sources),
@@ -393,16 +426,16 @@ def parse_config(cfg: dict, preproc: dict, gen: dict | None = None, where: str =
 
 
 def load_config(model_dir) -> TrOCRConfig:
-    """Read `config.json` + `preprocessor_config.json` (+ `generation_config.json` if present)."""
+    """Read `config.json`, the image processor (`read_preprocessor`) and `generation_config.json` if present."""
     model_dir = os.fspath(model_dir)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: model folder not found")
     cfg_path = os.path.join(model_dir, "config.json")
     cfg = _read_json(cfg_path)
-    preproc = _read_json(os.path.join(model_dir, "preprocessor_config.json"))
+    preproc, preproc_where = read_preprocessor(model_dir)
     gen_path = os.path.join(model_dir, "generation_config.json")
     gen = _read_json(gen_path) if os.path.isfile(gen_path) else None
-    return parse_config(cfg, preproc, gen, where=cfg_path)
+    return parse_config(cfg, preproc, gen, where=cfg_path, preproc_where=preproc_where)
 
 
 def expected_param_shapes(cfg: TrOCRConfig) -> dict[str, tuple[int, ...]]:

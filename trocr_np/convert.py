@@ -18,9 +18,11 @@ shapes, rather than producing a model that runs and reads garbage.
 
 Output folder: `model.safetensors` (float32, or float16 with dtype="float16";
 metadata records the source file, dtype and trocr-np version) and copies of
-`config.json`, `preprocessor_config.json`, `generation_config.json` (if present)
-and the tokenizer files (`tokenizer.json`, or `vocab.json` + `merges.txt`, plus
-`tokenizer_config.json` / `special_tokens_map.json` when present).
+`config.json`, the image-processor file(s) (`preprocessor_config.json` and/or
+`processor_config.json`, so `load_config` applies transformers' precedence to the copy as to the
+source), `generation_config.json` (if present) and the tokenizer files (`tokenizer.json`, or
+`vocab.json` + `merges.txt`, or `sentencepiece.bpe.model`, plus `tokenizer_config.json` /
+`special_tokens_map.json` / `added_tokens.json` when present).
 """
 from __future__ import annotations
 
@@ -32,12 +34,16 @@ import numpy as np
 
 from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors, load_torch, save_safetensors
 
-from .config import expected_param_shapes, load_config
+from .config import expected_param_shapes, load_config, read_preprocessor
+from .spm import read_model as read_spm_model
 
-CONFIG_FILES = ("config.json", "preprocessor_config.json")
-OPTIONAL_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
+CONFIG_FILES = ("config.json",)
+OPTIONAL_FILES = ("preprocessor_config.json", "processor_config.json", "generation_config.json",
+                  "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                 "pytorch_model.bin", "pytorch_model.bin.index.json")
+# weights of the other frameworks transformers can save; we read neither (no TensorFlow / Flax reader)
+FOREIGN_WEIGHT_FILES = ("tf_model.h5", "tf_model.h5.index.json", "flax_model.msgpack", "flax_model.msgpack.index.json")
 
 # transformers 5.x in-memory encoder names -> on-disk names (its conversion_mapping.py, reversed).
 _IN_MEMORY_RENAMES = [
@@ -56,6 +62,11 @@ def find_weights(src: Path) -> Path:
     for name in WEIGHT_FILES:
         if (src / name).is_file():
             return src / name
+    foreign = [name for name in FOREIGN_WEIGHT_FILES if (src / name).is_file()]
+    if foreign:
+        raise CheckpointError(f"{src}: only {' and '.join(foreign)} found, TensorFlow / Flax weights we cannot read; "
+                              "save PyTorch weights with transformers (VisionEncoderDecoderModel.from_pretrained("
+                              f"..., from_tf=True or from_flax=True).save_pretrained(...)) and convert that folder")
     raise FileNotFoundError(f"{src}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
 
 
@@ -111,9 +122,9 @@ def _tokenizer_files(src: Path) -> list[str]:
         present, absent = ("vocab.json", "merges.txt") if has_vocab else ("merges.txt", "vocab.json")
         raise FileNotFoundError(f"{src / absent}: not found, but {present} is there (a byte-level BPE tokenizer "
                                 "needs both, or supply tokenizer.json)")
-    if (src / "sentencepiece.bpe.model").is_file():
-        raise CheckpointError(f"{src / 'sentencepiece.bpe.model'}: sentencepiece tokenizers are not supported yet; "
-                              "supply a tokenizer.json (e.g. saved by the HF fast tokenizer) next to it")
+    if (src / "sentencepiece.bpe.model").is_file():  # XLM-R (trocr-small): checked now, so a bad file fails here
+        read_spm_model(src / "sentencepiece.bpe.model")
+        return ["sentencepiece.bpe.model"]
     return []  # no tokenizer: the model still runs, returning token ids only
 
 
@@ -136,9 +147,9 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32") -> Path:
     src, dst = Path(src_dir), Path(dst_dir)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
-    for name in CONFIG_FILES:
-        if not (src / name).is_file():
-            raise FileNotFoundError(f"{src / name}: not found (a TrOCR checkpoint folder needs {' and '.join(CONFIG_FILES)})")
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src / 'config.json'}: not found (a TrOCR checkpoint folder needs config.json)")
+    read_preprocessor(str(src))  # preprocessor_config.json or processor_config.json, else a clear error
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"{dst}: destination is the source folder; choose another folder")
     cfg = load_config(src)

@@ -1,9 +1,14 @@
-"""Load a converted trocr-np model folder: config + memory-mapped weights + tokenizer.
+"""Load a model folder: config + memory-mapped weights + tokenizer.
 
-    model.safetensors (or a sharded index)   weights under the HF on-disk names
-    config.json, preprocessor_config.json    see trocr_np.config
+A converted trocr-np folder (`trocr-np convert`) is read as it is:
+
+    model.safetensors                        weights under the HF on-disk names
+    config.json, preprocessor_config.json    see trocr_np.config (or processor_config.json)
     generation_config.json                   optional
-    tokenizer.json or vocab.json+merges.txt  optional (no tokenizer -> ids only)
+    tokenizer files                          optional (no tokenizer -> ids only), see trocr_np.tokenizer
+
+Any other folder is taken for a Hugging Face checkpoint: it is converted on first use into the
+cache and read from there afterwards (trocr_np.hf_cache).
 
 float32 tensors stay read-only views into the memory-mapped file (no RAM until touched);
 float16/bfloat16 files are upcast to float32 once at load, since the math runs in float32.
@@ -11,6 +16,7 @@ float16/bfloat16 files are upcast to float32 once at load, since the math runs i
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +25,7 @@ import numpy as np
 from ocr_base.checkpoint import CheckpointError, check_tensors, load_safetensors
 
 from .config import TrOCRConfig, expected_param_shapes, load_config
+from .hf_cache import converted_folder, is_converted
 
 
 # The weights do not fit the config (missing, unexpected or wrongly shaped tensor): raised by the one
@@ -49,15 +56,24 @@ def check_params(params: dict, cfg: TrOCRConfig, where: str = "weights") -> dict
 
 
 def load_model(model_dir, tokenizer: bool = True) -> TrOCRModel:
-    """Our converted folder -> TrOCRModel (see the module docstring for the files)."""
+    """A converted trocr-np folder or an HF checkpoint folder -> TrOCRModel (see the module docstring)."""
     model_dir = os.fspath(model_dir)
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{model_dir}: model folder not found")
+    if is_converted(model_dir):
+        return _load_converted(model_dir, tokenizer)
+    folder, temporary = converted_folder(model_dir)
+    try:
+        return _load_converted(str(folder), tokenizer, mmap=not temporary)
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_converted(model_dir: str, tokenizer: bool, mmap: bool = True) -> TrOCRModel:
     cfg = load_config(model_dir)
-    has_st = any(os.path.isfile(os.path.join(model_dir, f))
-                 for f in ("model.safetensors", "model.safetensors.index.json"))
-    if not has_st and os.path.isfile(os.path.join(model_dir, "pytorch_model.bin")):
-        raise FileNotFoundError(f"{model_dir}: has pytorch_model.bin but no model.safetensors; "
-                                f"convert it first: trocr-np convert {model_dir} OUT_DIR")
-    params = check_params(load_safetensors(model_dir), cfg, where=os.path.join(model_dir, "model.safetensors"))
+    params = check_params(load_safetensors(os.path.join(model_dir, "model.safetensors"), mmap=mmap), cfg,
+                          where=os.path.join(model_dir, "model.safetensors"))
     tok = None
     if tokenizer:
         from .tokenizer import load_tokenizer

@@ -19,6 +19,8 @@ One options object per stage, carried whole from the CLI to the function that us
 
 Scores. `Line.score` is the mean CRAFT region ("text") score over the text pixels (score > low_text)
 inside the line's polygon; `Line.confidence` is the recogniser's mean token probability.
+`Line.tokens` are the generated tokens with their probabilities, `Line.words` the words with their
+boxes and confidences (`trocr_np.words`: CRAFT's word boxes where they match, else cross-attention).
 
 References: EasyOCR `easyocr.py::Reader.readtext` (detect -> group_text_box -> min_size -> recognise);
 CRAFT-pytorch `test.py` (refiner replaces the link map).
@@ -29,7 +31,7 @@ import json
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -40,14 +42,16 @@ from detector_np.detect import DetectOptions, detect
 from detector_np.layout import reading_order
 from detector_np.lines import LineOptions, find_lines, region_scores
 from detector_np.weights import load_craft, load_refiner
-from ocr_base.image_io import load_image, load_pages
+from ocr_base.image_io import iter_pages, load_image
 
-from .crop import crop_quad
+from .crop import crop_quad, quad_size
 from .generate import GenerationOptions
 from .recognize import BATCH_SIZE, recognize
+from .tokenizer import decode
+from .words import Reading, attention_columns, line_words, token_spans, words_in_lines
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm",
-                    ".pnm", ".jp2", ".jpx"}
+                    ".pnm", ".jp2", ".jpx", ".pdf"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class PageOptions:
     group_images: recognise a page's crops together in batches of batch_size (Spark's groupImages);
                   False: one crop at a time.
     margin:       extra context around each crop, as a fraction of the line height.
+    words:        find each line's words, their boxes and confidences (Line.words; generation then
+                  also returns cross-attention, which places words CRAFT's boxes do not match).
+    pdf_dpi:      resolution PDF pages are rendered at.
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -70,6 +77,8 @@ class PageOptions:
     batch_size: int = BATCH_SIZE
     group_images: bool = True
     margin: float = 0.0
+    words: bool = True
+    pdf_dpi: float = 300
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -81,34 +90,43 @@ class PageOptions:
             raise ValueError(f"PageOptions.group_images must be True or False, got {self.group_images!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 2:
             raise ValueError(f"PageOptions.margin must be a number from 0 to 2, got {self.margin!r}")
+        if not isinstance(self.words, bool):
+            raise ValueError(f"PageOptions.words must be True or False, got {self.words!r}")
+        if isinstance(self.pdf_dpi, bool) or not isinstance(self.pdf_dpi, (int, float)) or not 0 < self.pdf_dpi <= 2400:
+            raise ValueError(f"PageOptions.pdf_dpi must be a number in (0, 2400], got {self.pdf_dpi!r}")
 
 
 # ---------------------------------------------------------------- results
 @dataclass
 class Line:
-    """One text line: its region, its text and two confidences."""
+    """One text line: its region, its text and two confidences (and, where known, its words and tokens)."""
     text: str
     polygon: list           # [[x, y], ...] region outline in page coordinates (what gets drawn)
     box: list               # [[x, y]] * 4, TL TR BR BL: the quad that was cropped
     score: float            # detection: mean CRAFT region score of the text pixels in the polygon, ~0.4..1
     confidence: float       # recognition: mean token probability, 0..1
     row: int = 0            # index of the reading-order row the line belongs to
+    words: list | None = None   # [{text, box [[x, y]] * 4, confidence, method}] (trocr_np.words)
+    tokens: list | None = None  # [[text, probability]] per generated token, EOS included
 
     def to_dict(self) -> dict:
-        return dict(text=self.text, polygon=self.polygon, box=self.box, score=self.score,
-                    confidence=self.confidence, row=self.row)
+        d = dict(text=self.text, polygon=self.polygon, box=self.box, score=self.score,
+                 confidence=self.confidence, row=self.row)
+        d.update({k: getattr(self, k) for k in ("words", "tokens") if getattr(self, k) is not None})
+        return d
 
 
 @dataclass
 class PageResult:
     """OCR of one page: lines in reading order, page text, timings in seconds per stage."""
     source: str
-    page: int               # 1-based page number within the source (multi-page TIFF)
+    page: int               # 1-based page number within the source (multi-page TIFF, PDF)
     width: int
     height: int
     lines: list[Line]
     timings: dict[str, float]
     image: Image.Image | None = field(default=None, repr=False, compare=False)  # the page, for drawing
+    page_count: int = 1     # pages in the source
 
     ok = True
 
@@ -124,11 +142,24 @@ class PageResult:
         return [np.asarray(ln.polygon) for ln in self.lines]
 
     def to_dict(self) -> dict:
-        return dict(source=self.source, page=self.page, width=self.width, height=self.height, text=self.text,
-                    lines=[ln.to_dict() for ln in self.lines], timings=self.timings)
+        return dict(source=self.source, page=self.page, page_count=self.page_count, width=self.width,
+                    height=self.height, text=self.text, lines=[ln.to_dict() for ln in self.lines],
+                    timings=self.timings)
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
+
+    def to_hocr(self) -> str:  # the writers and their readers: trocr_np.formats
+        from .formats import hocr_document
+        return hocr_document([self])
+
+    def to_alto(self) -> str:
+        from .formats import alto_document
+        return alto_document([self])
+
+    def to_page_xml(self) -> str:
+        from .formats import page_xml
+        return page_xml(self)
 
 
 @dataclass
@@ -138,11 +169,13 @@ class ErrorRecord:
     error: str
     error_type: str
     page: int | None = None
+    page_count: int | None = None
 
     ok = False
 
     def to_dict(self) -> dict:
-        return dict(source=self.source, page=self.page, error=self.error, error_type=self.error_type)
+        return dict(source=self.source, page=self.page, page_count=self.page_count, error=self.error,
+                    error_type=self.error_type)
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
@@ -159,7 +192,7 @@ def default_model_dir() -> Path:
 
 
 def resolve_model(model):
-    """A TrOCRModel, a converted model folder, or None (the bundled model) -> TrOCRModel."""
+    """A TrOCRModel, a trocr-np or HF model folder, or None (the bundled model) -> TrOCRModel."""
     if model is None:
         model = default_model_dir()
     if isinstance(model, (str, os.PathLike)):
@@ -182,21 +215,36 @@ def resolve_detector(detector_params=None, options: DetectOptions = DetectOption
 
 
 def trocr_recognizer(model, options: PageOptions = PageOptions()):
-    """A recogniser callable: list of (h, w, 3) uint8 crops -> list of (text, confidence)."""
+    """A recogniser callable: list of (h, w, 3) uint8 crops -> list of `trocr_np.words.Reading`
+    (text, confidence, tokens with their probabilities and, with options.words, attention columns)."""
     batch_size = options.batch_size if options.group_images else 1
+    generation = replace(options.generation, output_attentions=True) if options.words else options.generation
+    tok = model.tokenizer
+
+    def reading(r):
+        probs = [round(float(np.exp(x)), 4) for x in r.token_logprobs]
+        if tok is None:
+            return Reading(r.text, float(r.confidence))
+        spans = token_spans(tok, r.token_ids, r.text)
+        tokens = [[decode(tok, [i], False) if sp is None else r.text[sp[0]:sp[1]], p]
+                  for sp, i, p in zip(spans, r.token_ids, probs)]
+        cols = attention_columns(r.cross_attention, model.config) if r.cross_attention is not None else None
+        return Reading(r.text, float(r.confidence), tokens, spans, cols)
 
     def run(crops):
-        return [(r.text, float(r.confidence)) for r in recognize(model, crops, options.generation, batch_size)]
+        return [reading(r) for r in recognize(model, crops, generation, batch_size)]
     return run
 
 
 # ---------------------------------------------------------------- stages
-def _as_recognition(r) -> tuple[str, float]:
+def _as_recognition(r) -> Reading:
+    if isinstance(r, Reading):
+        return r
     if isinstance(r, tuple):
-        return str(r[0]), float(r[1])
+        return Reading(str(r[0]), float(r[1]))
     if isinstance(r, str):
-        return r, float("nan")
-    return str(r.text), float(r.confidence)
+        return Reading(r, float("nan"))
+    return Reading(str(r.text), float(r.confidence))
 
 
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
@@ -204,12 +252,13 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     """OCR one page.
 
     image:            anything `ocr_base.image_io.load_image` takes (path, bytes, PIL, ndarray).
-    model:            TrOCRModel, converted model folder, or None for the bundled model.
+    model:            TrOCRModel, trocr-np or HF model folder, or None for the bundled model.
     detector_params:  CRAFT params dict (detector_np.load_craft()), a weights path, or None (default weights).
     options:          PageOptions (detector, line grouping, generation, batching).
     refiner:          LinkRefiner params already loaded (else options.detect.refiner, a path, is loaded).
-    recognizer:       optional callable(list of (h, w, 3) uint8 crops) -> list of (text, confidence)
-                      or Recognition; replaces `model` (e.g. a stand-in with known output in tests).
+    recognizer:       optional callable(list of (h, w, 3) uint8 crops) -> list of (text, confidence),
+                      Recognition or trocr_np.words.Reading; replaces `model` (e.g. a stand-in with
+                      known output in tests).
     """
     t = {}
     t0 = time.perf_counter()
@@ -248,11 +297,22 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
         if len(recs) != len(crops):
             raise ValueError(f"recogniser returned {len(recs)} results for {len(crops)} crops")
     t["recognize"] = time.perf_counter() - t0
-    t["total"] = sum(t.values())
 
-    lines = [Line(text=text, polygon=np.round(polys[i], 2).tolist(), box=np.round(boxes[i], 2).tolist(),
-                  score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row_of[i])
-             for i, s, (text, c) in zip(order, scores, recs)]
+    t0 = time.perf_counter()
+    members = words_in_lines(det.boxes, boxes) if options.words and not det.refined else None
+    lines = []
+    for i, s, r, crop in zip(order, scores, recs, crops):
+        c = r.confidence
+        words = None
+        if options.words:
+            m = int(round(options.margin * quad_size(boxes[i])[0]))  # crop_quad's margin in pixels
+            words = line_words(r, boxes[i], crop.shape[1], m,
+                               None if members is None else np.asarray(det.boxes)[members[i]]) or None
+        lines.append(Line(text=r.text, polygon=np.round(polys[i], 2).tolist(), box=np.round(boxes[i], 2).tolist(),
+                          score=round(s, 4), confidence=round(c, 4) if c == c else c, row=row_of[i],
+                          words=words, tokens=r.tokens))
+    t["group"] += time.perf_counter() - t0   # words are part of finding the lines' layout
+    t["total"] = sum(v for k, v in t.items() if k != "total")
     return PageResult(source=source, page=page, width=im.size[0], height=im.size[1], lines=lines,
                       timings={k: round(v, 4) for k, v in t.items()}, image=im)
 
@@ -286,22 +346,26 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageO
             progress(i, len(files), path)
         t0 = time.perf_counter()
         try:
-            pages = load_pages(path)
+            n_pages, pages = iter_pages(path, dpi=options.pdf_dpi)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             yield ErrorRecord(str(path), str(e), type(e).__name__)
             continue
-        load_s = (time.perf_counter() - t0) / len(pages)
-        for k, pg in enumerate(pages, 1):
+        open_s = time.perf_counter() - t0
+        for k in range(1, n_pages + 1):
+            t0 = time.perf_counter()
             try:
+                pg = next(pages)    # a PDF page is rendered here
+                load_s = time.perf_counter() - t0 + (open_s if k == 1 else 0.0)
                 res = ocr_page(pg, None, craft, options, refiner=ref, recognizer=recognizer, source=str(path),
                                page=k)
             except (ValueError, OSError) as e:  # bad input: the message says what is wrong
-                yield ErrorRecord(str(path), str(e), type(e).__name__, page=k)
+                yield ErrorRecord(str(path), str(e), type(e).__name__, page=k, page_count=n_pages)
                 continue
             except Exception as e:  # noqa: BLE001 - a bug: keep where it happened in the record
                 yield ErrorRecord(str(path), f"{e}\n{traceback.format_exc(limit=-3)}".strip(), type(e).__name__,
-                                  page=k)
+                                  page=k, page_count=n_pages)
                 continue
+            res.page_count = n_pages
             res.timings["load"] = round(res.timings["load"] + load_s, 4)
             res.timings["total"] = round(sum(v for key, v in res.timings.items() if key != "total"), 4)
             yield res

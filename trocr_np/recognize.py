@@ -11,6 +11,8 @@ import math
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from ocr_base.image_io import load_image
 
 from .generate import GenerationOptions, generate
@@ -27,11 +29,14 @@ class Recognition:
     token_logprobs: log-probability of each of token_ids (see trocr_np.generate for the exact definition)
     confidence:     mean token probability, mean(exp(token_logprobs)) over token_ids, EOS included
                     (the EOS probability says whether the model thinks the line is complete)
+    cross_attention: with GenerationOptions(output_attentions=True), (T, L, S) float32: each token's
+                    head-mean cross-attention per decoder layer over the S encoder positions; else None
     """
     text: str
     token_ids: list[int]
     token_logprobs: list[float]
     confidence: float
+    cross_attention: np.ndarray | None = None
 
 
 def _as_model(model):
@@ -71,9 +76,11 @@ def recognize(model, images, options: GenerationOptions = GenerationOptions(),
         chunk = [_as_image(im) for im in images[i:i + batch_size]]
         pixel_values = preprocess(chunk, model.config)
         g = generate(model, pixel_values, options)
-        for seq, lps in zip(g.sequences, g.token_logprobs):
+        atts = g.cross_attentions or [None] * len(g.sequences)
+        for seq, lps, att in zip(g.sequences, g.token_logprobs, atts):
             ids = seq[1:]
             text = decode(model.tokenizer, ids) if model.tokenizer is not None else ""
             conf = sum(math.exp(x) for x in lps) / len(lps) if lps else 0.0
-            out.append(Recognition(text=text, token_ids=ids, token_logprobs=list(lps), confidence=conf))
+            out.append(Recognition(text=text, token_ids=ids, token_logprobs=list(lps), confidence=conf,
+                                   cross_attention=att))
     return out

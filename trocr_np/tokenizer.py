@@ -18,6 +18,8 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 
+from . import spm
+
 # RoBERTa's special tokens in the order RobertaTokenizer registers them (its `_special_tokens_map`).
 _ROBERTA_SPECIALS = {
     "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -46,7 +48,39 @@ def _added_token(spec) -> AddedToken:
     if isinstance(spec, str):
         return AddedToken(spec, special=True, normalized=False)
     return AddedToken(spec["content"], single_word=spec.get("single_word", False), lstrip=spec.get("lstrip", False),
-                      rstrip=spec.get("rstrip", False), normalized=spec.get("normalized", False), special=True)
+                      rstrip=spec.get("rstrip", False), normalized=spec.get("normalized", False),
+                      special=spec.get("special", True))
+
+
+def _special_specs(d: Path, tok_cfg: dict) -> tuple[list[AddedToken], dict]:
+    """Specials: tokenizer_config's added_tokens_decoder (ids fixed by the file, in id order), and the named
+    specials from special_tokens_map.json / tokenizer_config.json (raw specs), defaulting to RoBERTa's
+    (which are XLM-R's too)."""
+    added = tok_cfg.get("added_tokens_decoder") or {}
+    added = [_added_token(spec) for _, spec in sorted(added.items(), key=lambda kv: int(kv[0]))]
+    names = dict(_ROBERTA_SPECIALS)
+    smap = _read_json(d / "special_tokens_map.json") if (d / "special_tokens_map.json").is_file() else {}
+    for key in names:
+        spec = smap.get(key, tok_cfg.get(key))
+        if spec is not None:
+            names[key] = spec
+    if not added and (d / "added_tokens.json").is_file():
+        extra = [t for src in (tok_cfg, smap) for key in ("additional_special_tokens", "extra_special_tokens")
+                 for t in (src.get(key) if isinstance(src.get(key), list) else [])]
+        added = _legacy_added_tokens(d / "added_tokens.json", list(names.values()) + extra)
+    return added, names
+
+
+def _legacy_added_tokens(path: Path, special_specs: list) -> list[AddedToken]:
+    """added_tokens.json ({token: id}, transformers 4.x), read as transformers 5.24 reads it when
+    tokenizer_config.json has no added_tokens_decoder: in id order, special iff a named or additional
+    special token (then not normalized), else a normalized plain token."""
+    table = _read_json(path)
+    if not isinstance(table, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in table.values()):
+        raise TokenizerError(f"{path}: expected a JSON object mapping tokens to integer ids")
+    specials = {v if isinstance(v, str) else v.get("content") for v in special_specs}
+    return [AddedToken(t, lstrip=False, rstrip=False, normalized=t not in specials, special=t in specials)
+            for t, _ in sorted(table.items(), key=lambda kv: kv[1])]
 
 
 def _bpe_from_vocab_merges(d: Path, tok_cfg: dict) -> Tokenizer:
@@ -73,18 +107,9 @@ def _bpe_from_vocab_merges(d: Path, tok_cfg: dict) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
 
-    # Specials: tokenizer_config's added_tokens_decoder (ids fixed by the file) first, then the named
-    # specials from special_tokens_map.json / tokenizer_config.json, defaulting to RoBERTa's.
-    added = tok_cfg.get("added_tokens_decoder") or {}
-    for _, spec in sorted(added.items(), key=lambda kv: int(kv[0])):
-        t = _added_token(spec)
-        (tok.add_special_tokens if spec.get("special", True) else tok.add_tokens)([t])
-    names = dict(_ROBERTA_SPECIALS)
-    smap = _read_json(d / "special_tokens_map.json") if (d / "special_tokens_map.json").is_file() else {}
-    for key in names:
-        spec = smap.get(key, tok_cfg.get(key))
-        if spec is not None:
-            names[key] = spec
+    added, names = _special_specs(d, tok_cfg)
+    for t in added:
+        (tok.add_special_tokens if t.special else tok.add_tokens)([t])
     for key, spec in names.items():
         t = _added_token(spec)
         if key == "mask_token" and isinstance(spec, str):
@@ -116,11 +141,13 @@ def load_tokenizer(model_dir) -> Tokenizer:
             raise TokenizerError(f"{d / 'tokenizer.json'}: cannot be read by `tokenizers` ({e})") from None
     elif (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
         tok = _bpe_from_vocab_merges(d, tok_cfg)
-    elif (d / "sentencepiece.bpe.model").is_file():
-        raise TokenizerError(f"{d}: only sentencepiece.bpe.model found; convert it to tokenizer.json first "
-                             "(e.g. with transformers' XLMRobertaTokenizer(...).save_pretrained)")
+    elif (d / "sentencepiece.bpe.model").is_file():  # XLM-R, as the trocr-small models ship it
+        added, names = _special_specs(d, tok_cfg)
+        tok = spm.xlmr_tokenizer(spm.read_model(d / "sentencepiece.bpe.model"),
+                                 {k: _added_token(v) for k, v in names.items()}, added,
+                                 bool(tok_cfg.get("add_prefix_space", True)), str(d / "sentencepiece.bpe.model"))
     else:
-        raise FileNotFoundError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt")
+        raise FileNotFoundError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt, nor sentencepiece.bpe.model")
 
     # transformers 5.24 honours clean_up_tokenization_spaces only for non-BPE models (for BPE it would
     # delete real spaces before punctuation) unless the "even though it will corrupt output" flag is set.

@@ -249,7 +249,11 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
 def font_charset(name: str) -> frozenset[str]:
     """Printable ASCII characters the font really has: a missing glyph renders as the
     font's .notdef shape, the same as a code point no font has."""
-    f = _font(name, 32)
+    return charset_of(_font(name, 32))
+
+
+def charset_of(f: ImageFont.FreeTypeFont) -> frozenset[str]:
+    """Printable ASCII characters (and space) that the loaded font `f` draws."""
     def sig(ch):
         m = f.getmask(ch)
         return m.size, bytes(m)
