@@ -17,7 +17,7 @@ from ocr_base.image_io import load_image
 
 from .craft import craft_forward
 from .postprocess import adjust_result_coordinates, get_det_boxes
-from .preprocess import normalize_mean_variance, resize_aspect_ratio
+from .preprocess import MAX_CANVAS, normalize_mean_variance, resize_aspect_ratio
 from .refiner import refiner_forward
 from .weights import load_craft, load_refiner
 
@@ -42,9 +42,6 @@ class Detection:
     refined: bool = False
 
 
-# Upper bounds on the canvas: a 4096 px canvas already holds ~1.3 GB of float32 VGG features.
-MAX_CANVAS = 8192
-
 
 @dataclass(frozen=True)
 class DetectOptions:
@@ -52,6 +49,9 @@ class DetectOptions:
 
     canvas_size, mag_ratio: the image's long side is scaled by mag_ratio, capped at canvas_size.
     width:          instead scale the image to exactly this width (overrides canvas_size and mag_ratio).
+    Bounds: canvas_size and width <= MAX_CANVAS (4096), mag_ratio <= 16, and the canvas itself at most
+    4096 x 4096 pixels (a tall image at a given width is refused): CRAFT peaks at ~450-600 bytes per
+    canvas pixel, so the largest legal canvas needs ~8-10 GB.
     text_threshold: a component is kept if its peak region score reaches this (CRAFT's text_threshold).
     link_threshold: affinity score above which neighbouring characters are joined into one word.
     low_text:       region score above which a pixel belongs to a character's area.

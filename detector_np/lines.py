@@ -166,27 +166,80 @@ def _straighten(boxes, max_deg):
 
 
 def _merge_rows(boxes, width_ths, row_overlap):
-    """Merge [x0, x1, y0, y1] boxes that share a row and nearly touch (see the module docstring)."""
+    """Merge [x0, x1, y0, y1] boxes that share a row and nearly touch (see the module docstring).
+
+    Boxes i, j join when h = min(h_i, h_j) > 0, their vertical overlap is > row_overlap * h and their
+    horizontal gap is < width_ths * h; each round merges the connected components of that relation
+    (in the order of their first box) until no pair joins. Pairs are never all formed at once: with
+    the boxes sorted by x0, box i can only join the boxes after it whose x0 is below
+    x1_i + width_ths * h_i; sorted by y0, only those whose y0 is below y1_i. The sort with fewer
+    candidates is used, and its candidates are checked in blocks of _PAIR_BLOCK pairs, so memory is
+    linear in the number of boxes and time O(N log N + candidate pairs).
+    """
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     while len(b) > 1:
-        x0, x1, y0, y1 = (b[:, k] for k in range(4))
-        h = np.minimum.outer(y1 - y0, y1 - y0)
-        overlap = np.minimum.outer(y1, y1) - np.maximum.outer(y0, y0)
-        gap = np.maximum.outer(x0, x0) - np.minimum.outer(x1, x1)
-        join = (h > 0) & (overlap > row_overlap * h) & (gap < width_ths * h)
-        np.fill_diagonal(join, False)
-        if not join.any():
+        root = _row_components(b, width_ths, row_overlap)
+        keys, comp = np.unique(root, return_inverse=True)     # components by their first box
+        if len(keys) == len(b):
             break
-        label = np.arange(len(b))  # connected components of `join` (label propagation)
-        while True:
-            new = np.minimum(label, np.where(join, label[None, :], len(b)).min(1))
-            new = new[new]
-            if np.array_equal(new, label):
-                break
-            label = new
-        b = np.array([[b[label == k, 0].min(), b[label == k, 1].max(), b[label == k, 2].min(), b[label == k, 3].max()]
-                      for k in np.unique(label)])
+        out = np.empty((len(keys), 4))
+        out[:, [0, 2]], out[:, [1, 3]] = np.inf, -np.inf
+        for k, fold in ((0, np.minimum), (1, np.maximum), (2, np.minimum), (3, np.maximum)):
+            fold.at(out[:, k], comp, b[:, k])
+        b = out
     return b.tolist()
+
+
+_PAIR_BLOCK = 1 << 20
+
+
+def _row_components(b, width_ths, row_overlap) -> np.ndarray:
+    """(N,) the smallest index in each box's component of the join relation of `_merge_rows`."""
+    x0, x1, y0, y1 = (b[:, k] for k in range(4))
+    h = y1 - y0
+    reach_x = x1 + width_ths * h
+    reach_x = reach_x + 1e-9 * (1 + np.abs(reach_x))                  # a margin for rounding
+    sweeps = []
+    for start, reach in ((x0, reach_x), (y0, y1)):                    # y0_j < y1_i is exact: overlap > 0
+        order = np.argsort(start, kind="stable")
+        end = np.searchsorted(start[order], np.where(h > 0, reach, -np.inf)[order], side="left")
+        count = np.maximum(end - np.arange(1, len(b) + 1), 0)          # candidates after each sorted box
+        sweeps.append((int(count.sum()), order, count))
+    _, order, count = min(sweeps, key=lambda t: t[0])
+    total = np.cumsum(count)
+    parent = np.arange(len(b))
+    i = 0
+    while i < len(b):
+        k = max(i + 1, int(np.searchsorted(total, (total[i - 1] if i else 0) + _PAIR_BLOCK, side="right")))
+        c = count[i:k]
+        if c.sum():
+            pi = np.repeat(np.arange(i, k), c)
+            pj = pi + 1 + np.arange(len(pi)) - np.repeat(np.cumsum(c) - c, c)
+            p, q = order[pi], order[pj]
+            hh = np.minimum(h[p], h[q])
+            join = ((hh > 0) & (np.minimum(y1[p], y1[q]) - np.maximum(y0[p], y0[q]) > row_overlap * hh)
+                    & (np.maximum(x0[p], x0[q]) - np.minimum(x1[p], x1[q]) < width_ths * hh))
+            _union(parent, p[join], q[join])
+        i = k
+    return _roots(parent)
+
+
+def _roots(parent):
+    while True:  # pointer jumping; parents always point to smaller indices, so it ends
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return parent
+        parent = up
+
+
+def _union(parent, p, q) -> None:
+    """Union the pairs (p, q) in place; each component's root is its smallest index."""
+    while len(p):
+        parent[:] = _roots(parent)
+        rp, rq = parent[p], parent[q]
+        apart = rp != rq
+        p, q, rp, rq = p[apart], q[apart], rp[apart], rq[apart]
+        np.minimum.at(parent, np.maximum(rp, rq), np.minimum(rp, rq))
 
 
 def region_scores(score_text, polygons, scale, low_text=0.4) -> list[float]:

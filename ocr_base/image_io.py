@@ -23,6 +23,8 @@ What gets normalised, and why:
 - 16-bit data (I;16*, uint16, and PIL's 32-bit "I" mode, which is how PIL
   represents 16-bit PNG/TIFF samples) is SCALED to 8 bits with round(x / 257)
   (65535 -> 255), not clipped: clipping would turn almost every pixel white.
+  16-bit RGB(A) PNGs, which Pillow reduces to their high byte, are decoded by
+  `ocr_base.png` for the same rounding.
 - Float data ("F" mode, float arrays) is taken as [0, 1] when its maximum is
   <= 1, else as [0, 255]; NaN/inf is an error.
 
@@ -31,7 +33,10 @@ unidentifiable data, truncated files (PIL is never allowed to fill in the
 missing part: `ImageFile.LOAD_TRUNCATED_IMAGES` is forced False while we load
 and every frame is fully decoded with `load()`), empty files, zero-size images
 and images over the pixel limit (decompression bombs: a few-KB PNG can declare
-gigapixels). A missing path raises FileNotFoundError.
+gigapixels; pages are bounded one by one and together, MAX_FILE_PIXELS). Only regular
+files are read (a FIFO would block, /dev/zero never end), at most MAX_FILE_BYTES. A PNG
+stream that ends cleanly before its last row is truncated too (Pillow would fill the rows
+with black: `ocr_base.png`). A missing path raises FileNotFoundError.
 
 References: Pillow `ImageOps.exif_transpose`, `Image.DecompressionBombError`,
 `ImageFile.LOAD_TRUNCATED_IMAGES`; CRAFT-pytorch `imgproc.loadImage`.
@@ -41,8 +46,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
+import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -52,6 +60,11 @@ from PIL import Image, ImageFile, ImageOps, ImageSequence
 # Default pixel limit per page (width * height). 100 MP is an A4 page scanned at
 # ~1200 dpi; CRAFT would need >50 GB of activations for a page like that anyway.
 MAX_PIXELS = 100_000_000
+# Limits per file: all pages together (an 8-page TIFF of 10000^2 bilevel pages is 52 KB on disk and
+# 2.4 GB as RGB), the number of pages, and the bytes read (a device such as /dev/zero never ends).
+MAX_FILE_PIXELS = 2 * MAX_PIXELS
+MAX_PAGES = 10_000
+MAX_FILE_BYTES = 1 << 30
 
 # Formats whose frames are pages. Other multi-frame formats (GIF, APNG, WebP
 # animations) are animations: we take their first frame, like CRAFT's loadImage.
@@ -73,7 +86,8 @@ def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = Fals
                dpi: float | None = None) -> list[Image.Image]:
     """All pages of `src` (one per frame of a multi-frame TIFF, one per PDF page) as upright RGB PIL images.
 
-    max_pixels: limit on width*height per page (None: no limit; beware memory).
+    max_pixels: limit on width*height per page (None: no limit; beware memory); all pages of a file
+    together may have at most max(MAX_FILE_PIXELS, max_pixels).
     dpi:        resolution PDF pages are rendered at (None: ocr_base.pdf.PDF_DPI).
     """
     name = _describe(src)
@@ -86,15 +100,15 @@ def load_pages(src, max_pixels: int | None = MAX_PIXELS, first_only: bool = Fals
     try:
         with _pil_guard(max_pixels):
             im = src if data is None else Image.open(io.BytesIO(data))
-            return _pages_from_pil(im, name, max_pixels, first_only)
+            return _pages_from_pil(im, name, max_pixels, first_only, data)
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: image too large ({e})") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
-            MemoryError, OverflowError, ZeroDivisionError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error,
+            zlib.error, MemoryError, OverflowError, ZeroDivisionError, RecursionError) as e:
         # Pillow's decoders signal corrupt/truncated data with all of these.
         raise ImageError(f"{name}: corrupt or truncated image ({type(e).__name__}: {e})") from None
 
@@ -139,24 +153,39 @@ def _describe(src) -> str:
 
 def _read_bytes(src, name: str) -> bytes:
     if isinstance(src, (str, os.PathLike)):
-        p = Path(src)
-        if not p.exists():
-            raise FileNotFoundError(f"{name}: no such file")
-        if p.is_dir():
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{name}: no such file") from None
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError(f"{name}: is a directory, not an image file")
-        data = p.read_bytes()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever, a device never end
+            raise ImageError(f"{name}: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{name}: file of {st.st_size:,} bytes is over the limit of {MAX_FILE_BYTES:,}")
+        try:
+            with open(src, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
     elif isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
     elif hasattr(src, "read"):
-        data = src.read()
+        data = src.read(MAX_FILE_BYTES + 1)
         if isinstance(data, str):
             raise ImageError(f"{name}: file object opened in text mode; open it with 'rb'")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageError(f"{name}: file object's read() gave {type(data).__name__}, not bytes")
     else:
         raise ImageError(f"{name}: unsupported image source type {type(src).__name__} "
                          "(expected a path, bytes, a binary file object, a PIL image or an ndarray)")
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes)")
-    return data
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: over the limit of {MAX_FILE_BYTES:,} bytes")
+    return bytes(data)
 
 
 @contextlib.contextmanager
@@ -192,18 +221,65 @@ def _check_size(im: Image.Image, name: str, max_pixels) -> Image.Image:
     return im
 
 
-def _pages_from_pil(im: Image.Image, name, max_pixels, first_only) -> list[Image.Image]:
-    paged = (im.format or "") in _PAGED_FORMATS and getattr(im, "n_frames", 1) > 1 and not first_only
+def _pages_from_pil(im: Image.Image, name, max_pixels, first_only, data=None) -> list[Image.Image]:
+    paged = (im.format or "") in _PAGED_FORMATS and not first_only
     frames = ImageSequence.Iterator(im) if paged else [im]
-    pages = []
+    pages, total = [], 0
+    file_limit = None if max_pixels is None else max(MAX_FILE_PIXELS, max_pixels)
     for i, frame in enumerate(frames):
-        fname = f"{name} (page {i + 1})" if paged else name
+        if i == MAX_PAGES:
+            raise ImageError(f"{name}: more than {MAX_PAGES:,} pages")
+        fname = f"{name} (page {i + 1})" if paged and (i or _has_second_frame(im)) else name
         _check_size(frame, fname, max_pixels)  # header size, before decoding any pixels
+        total += frame.size[0] * frame.size[1]
+        if file_limit is not None and total > file_limit:
+            raise ImageError(f"{name}: pages 1-{i + 1} have {total:,} pixels together, over the limit of "
+                             f"{file_limit:,} per file")
+        if frame.format == "TIFF":
+            _check_strips(frame, fname)
         frame.load()  # decode now: truncation/corruption errors surface here, not later
+        if frame.format == "PNG" and data is not None and not getattr(frame, "is_animated", False):
+            frame = _png_checked(frame, data, fname)
         pages.append(_check_size(to_rgb(_exif_upright(frame, fname), fname), fname, max_pixels))
     if not pages:
         raise ImageError(f"{name}: image has no frames")
     return pages
+
+
+def _check_strips(frame, name) -> None:
+    """A TIFF whose strips (or tiles) do not cover the page: Pillow leaves the rest black (a 2 KB file
+    declaring 17 x 4,325,389 pixels and one 13-row strip decoded as 73 MP)."""
+    w, h = frame.size
+    extents = {t[1] for t in frame.tile if t[1] is not None}
+    covered = sum(max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0)) for x0, y0, x1, y1 in extents)
+    if frame.tile and covered < w * h:
+        raise ImageError(f"{name}: truncated TIFF: its strips cover {covered:,} of the {w * h:,} pixels the header "
+                         "declares")
+
+
+def _png_checked(frame, data, name):
+    """Rows missing from a cleanly ended stream are an error; 16-bit RGB(A) keeps its low byte
+    (`ocr_base.png`: Pillow fills missing rows with black and reads 16-bit colour by its high byte)."""
+    from . import png
+
+    png.check_rows(data, name, ImageError)
+    samples = png.rgb16(data, name, ImageError)
+    if samples is None:
+        return frame
+    out = array_to_rgb(samples, name, sixteen_bit=True)
+    out.info["exif"] = frame.getexif().tobytes()  # keep the orientation for _exif_upright
+    return out
+
+
+def _has_second_frame(im) -> bool:
+    """Whether a multi-frame format has a frame after the current one (without counting them all)."""
+    here = im.tell()
+    try:
+        im.seek(here + 1)
+    except EOFError:
+        return False
+    im.seek(here)
+    return True
 
 
 def _exif_upright(im: Image.Image, name: str) -> Image.Image:

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write
-from .tensors import CheckpointError, in_folder, load_sharded
+from .tensors import CheckpointError, in_folder, load_sharded, regular_file
+
+# Budgets checked before the header is parsed: HF's own reader refuses headers over 100 MB; a
+# 30,000-tensor model has a header of ~3 MB. JSON parsing costs up to ~20x the header in memory.
+MAX_HEADER_BYTES = 16 << 20
+MAX_TENSORS = 100_000
+MAX_RANK = 8
+MAX_DIM = 1 << 48
 
 
 # safetensors dtype name -> little-endian numpy dtype. BF16 has no numpy dtype: we read it as raw
@@ -85,23 +92,31 @@ def safetensors_metadata(path) -> dict[str, str]:
 
 def _read_safetensors_header(path: Path) -> tuple[dict, int]:
     """-> (header dict, byte offset where the data section starts)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
-        (n,) = struct.unpack("<Q", head)
-        if 8 + n > size:
-            raise CheckpointError(f"{path}: safetensors header claims {n} bytes but the file has only {size - 8} after "
-                                  "the length field (truncated, or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
+    size = regular_file(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+            (n,) = struct.unpack("<Q", head)
+            if 8 + n > size:
+                raise CheckpointError(f"{path}: safetensors header claims {n} bytes but the file has only "
+                                      f"{size - 8} after the length field (truncated, or not a safetensors file)")
+            if n > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: safetensors header of {n:,} bytes is over the limit of "
+                                      f"{MAX_HEADER_BYTES:,}")
+            text = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    if len(header) - ("__metadata__" in header) > MAX_TENSORS:
+        raise CheckpointError(f"{path}: safetensors header lists {len(header):,} tensors, over the limit of "
+                              f"{MAX_TENSORS:,}")
     return header, 8 + n
 
 
@@ -117,15 +132,21 @@ def _load_safetensors_file(path: Path, mmap: bool, keep_bf16: bool = False) -> d
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
             raise CheckpointError(f"{path}: tensor {name!r}: header entry must have dtype, shape and data_offsets")
         dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
-        if dt not in _ST_DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r}: unsupported dtype {dt!r} "
+        if not isinstance(dt, str) or dt not in _ST_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r}: unsupported dtype {str(dt)[:40]!r} "
                                   f"(supported: {', '.join(_ST_DTYPES)})")
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise CheckpointError(f"{path}: tensor {name!r}: bad shape {shape!r}")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
+        if not (isinstance(shape, list) and len(shape) <= MAX_RANK
+                and all(type(s) is int and 0 <= s <= MAX_DIM for s in shape)):
+            raise CheckpointError(f"{path}: tensor {name!r}: bad shape {str(shape)[:80]} (at most {MAX_RANK} "
+                                  f"integers from 0 to 2^48)")
+        if 0 in shape and np.prod([s for s in shape if s], dtype=object) > MAX_DIM:
+            raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} is too large, even empty")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)
                 and 0 <= offs[0] <= offs[1]):
-            raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {offs!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dt].itemsize
+            raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {str(offs)[:80]}")
+        nbytes = _ST_DTYPES[dt].itemsize
+        for s in shape:  # Python ints: a product of huge dims cannot wrap around to a small one
+            nbytes *= s
         if offs[1] - offs[0] != nbytes:
             raise CheckpointError(f"{path}: tensor {name!r}: shape {tuple(shape)} of {dt} needs {nbytes} bytes "
                                   f"but data_offsets {offs} span {offs[1] - offs[0]}")

@@ -7,6 +7,8 @@ weight loaders (`trocr_np.model`, `trocr_np.convert`, `detector_np.weights`).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +36,40 @@ def in_folder(path, name: str) -> Path:
     raise FileNotFoundError(f"{path}: no {name} or {name}.index.json in this folder")
 
 
-def load_sharded(index_path: Path, load_one) -> dict:
-    """Read a HF `*.index.json` ({"weight_map": {tensor: shard file}}) and merge its shards."""
+MAX_INDEX_BYTES = 64 << 20  # a shard index of 10^5 tensors is ~10 MB
+
+
+def regular_file(path: Path) -> int:
+    """The size of `path`, which must be a regular file (FIFOs and devices would block or never end)."""
     try:
-        weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file")
+    return st.st_size
+
+
+def load_sharded(index_path: Path, load_one) -> dict:
+    """Read a HF `*.index.json` ({"weight_map": {tensor: shard file}}) and merge its shards.
+
+    Shards are plain file names beside the index (no folders: an index cannot point elsewhere).
+    """
+    if regular_file(index_path) > MAX_INDEX_BYTES:
+        raise CheckpointError(f"{index_path}: shard index is over {MAX_INDEX_BYTES:,} bytes")
+    try:
+        with open(index_path, "rb") as f:
+            weight_map = json.loads(f.read(MAX_INDEX_BYTES + 1))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON
         raise CheckpointError(f"{index_path}: not a valid shard index ({type(e).__name__}: {e})") from None
     if not isinstance(weight_map, dict):
         raise CheckpointError(f"{index_path}: weight_map is not a JSON object")
+    for name, shard in weight_map.items():
+        if not (isinstance(shard, str) and shard and Path(shard).name == shard and shard not in (".", "..")):
+            raise CheckpointError(f"{index_path}: tensor {name!r}: shard must be a file name beside the index, "
+                                  f"got {str(shard)[:80]!r}")
     out: dict = {}
     where: dict[str, str] = {}
     for shard in sorted(set(weight_map.values())):

@@ -7,7 +7,10 @@ Both container formats:
     version and a sys_info dict, then the object pickle, then a pickled list of storage keys, then
     each storage as an 8-byte element count followed by its raw bytes, in key order.
 Pickles are read by an unpickler that only admits tensor rebuilds and plain containers, so a hostile
-file cannot run code (pickle's `find_class` is the only door to Python callables; we keep it locked).
+file cannot run code (pickle's `find_class` is the only door to Python callables; we keep it locked),
+after a dry run (`ocr_base.pickle_scan`) has bounded what they cost. Sizes, strides, offsets and
+element counts must be plain integers; a tensor must lie inside its storage and the storage inside the
+file (compressed members: inside MAX_INFLATED); all tensors together within OUTPUT_FACTOR x the data.
 
 References: torch/serialization.py (`_save`, `_legacy_save`, `_load`, `_legacy_load`),
 torch/_utils.py (`_rebuild_tensor_v2`), torch/_weights_only_unpickler.py (the same idea inside torch).
@@ -18,8 +21,12 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import io
+import lzma
+import mmap
 import pickle
+import reprlib
 import struct
 import zipfile
 import zlib
@@ -27,8 +34,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .pickle_scan import MAX_DEPTH, scan_pickle
 from .safetensors_io import bf16_to_f32
-from .tensors import CheckpointError, UnsafeCheckpointError, in_folder, load_sharded
+from .tensors import CheckpointError, UnsafeCheckpointError, in_folder, load_sharded, regular_file
+
+# Budgets (module docstring of ocr_base.pickle_scan for the pickle's own):
+MAX_RANK = 8                   # tensor dimensions
+MAX_PICKLE_BYTES = 64 << 20    # data.pkl; a 30,000-tensor state dict pickles to ~3 MB
+MAX_INFLATED = 256 << 20       # all compressed zip members together (torch.save never compresses)
+OUTPUT_FACTOR = 4              # all tensors together <= 4x the data bytes (+1 MiB): tied copies, bf16 -> f32
+# What zipfile and its decompressors raise for damaged archives (bad CRC, method 99, encryption, ...).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+               RuntimeError, zlib.error, lzma.LZMAError, struct.error, OverflowError, KeyError, IndexError,
+               TypeError, MemoryError)
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
 
 # PyTorch pickles: restricted unpickling
 
@@ -128,6 +148,13 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
     return data  # an nn.Parameter is just its tensor for us
 
 
+def _bytearray(data=b""):
+    # bytearray(n) would allocate n bytes: only copies of bytes already in the file are admitted.
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("bytearray is only admitted on bytes")
+    return bytearray(data)
+
+
 def _codecs_encode(text, encoding="utf-8"):
     # Protocol-2 pickles spell `bytes` objects as _codecs.encode(str, "latin1").
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -147,7 +174,8 @@ _ALLOWED_GLOBALS = {
     ("_codecs", "encode"): _Admitted(_codecs_encode),
     **{(mod, name): _Admitted(getattr(builtins, name))
        for mod in ("builtins", "__builtin__")  # __builtin__: Python 2 era pickles
-       for name in ("dict", "list", "tuple", "set", "frozenset", "bytearray")},
+       for name in ("dict", "list", "tuple", "set", "frozenset")},
+    **{(mod, "bytearray"): _Admitted(_bytearray) for mod in ("builtins", "__builtin__")},
     **{("torch", name): _StorageType(name, dt) for name, dt in _STORAGE_DTYPES.items()},
     **{("torch", name): name for name in _TORCH_DTYPES},
 }
@@ -174,20 +202,46 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _unpickle(f, file: Path, persistent_load=None, what="pickle"):
+    """Scan (bounded costs, see ocr_base.pickle_scan), then unpickle the same bytes. f: seekable."""
+    start = f.tell()
+    scan_pickle(f, file, what, error=CheckpointError)
+    f.seek(start)
     try:
         return _RestrictedUnpickler(f, file, persistent_load).load()
     except CheckpointError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error, UnicodeDecodeError, OverflowError, RecursionError) as e:
+            struct.error, UnicodeDecodeError, OverflowError, RecursionError, MemoryError) as e:
         raise CheckpointError(f"{file}: cannot read {what} (truncated or corrupt?): {type(e).__name__}: {e}") from None
 
 
 def _storage_type(pid, file: Path) -> _StorageType:
     st = pid[1]
     if not isinstance(st, _StorageType):
-        raise CheckpointError(f"{file}: persistent id {pid!r} does not name a torch storage type")
+        raise CheckpointError(f"{file}: persistent id {_short.repr(pid)} does not name a torch storage type")
+    if not isinstance(pid[2], str) or not _is_count(pid[4]):
+        raise CheckpointError(f"{file}: persistent id {_short.repr(pid)}: key must be a string and the element "
+                              "count a non-negative integer")
     return st
+
+
+def _is_count(v) -> bool:
+    """A size, stride, offset or element count: a plain int (not bool) from 0 to 2^48."""
+    return type(v) is int and 0 <= v <= 1 << 48
+
+
+class _Budget:
+    """Bytes all tensors of one file may take together (OUTPUT_FACTOR x the data bytes + 1 MiB)."""
+
+    def __init__(self, data_bytes):
+        self.data, self.used = data_bytes, 0
+
+    def spend(self, nbytes, file, name):
+        self.used += nbytes
+        if self.used > OUTPUT_FACTOR * self.data + (1 << 20):
+            raise CheckpointError(f"{file}: tensor {name!r}: the tensors would take {self.used:,} bytes, over "
+                                  f"{OUTPUT_FACTOR}x the {self.data:,} bytes of data in the file (storages "
+                                  "referenced over and over?)")
 
 
 # ----------------------------------------------------------------------------
@@ -221,42 +275,63 @@ def load_torch(path) -> dict:
 
 
 def _load_torch_file(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic == b"PK\x03\x04":
-        obj = _load_torch_zip(path)
-    else:
-        obj = _load_torch_legacy(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: top-level object is a {type(obj).__name__}, expected a dict of tensors")
+    size = regular_file(path)
     try:
-        return _materialize_tree(obj, path, "")
-    except RecursionError:
-        raise CheckpointError(f"{path}: containers nested too deeply") from None
-
-
-def _load_torch_zip(path: Path):
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable zip archive (truncated or corrupt?): {e}") from None
-    with zf:
-        pkls = [n for n in zf.namelist() if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
-        if len(pkls) != 1:
-            raise CheckpointError(f"{path}: expected exactly one <prefix>/data.pkl in the zip, found {pkls}")
-        prefix = pkls[0][: -len("data.pkl")]
-        byteorder = "little"
-        if prefix + "byteorder" in zf.namelist():
-            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
-            if byteorder not in ("little", "big"):
-                raise CheckpointError(f"{path}: unknown byteorder record {byteorder!r}")
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    budget = _Budget(size)
+    with contextlib.ExitStack() as open_files:  # the zip stays open while its storages are read
+        if magic == b"PK\x03\x04":
+            obj = _load_torch_zip(path, budget, open_files)
+        else:
+            obj = _load_torch_legacy(path)
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{path}: top-level object is a {type(obj).__name__}, expected a dict of tensors")
         try:
-            data_pkl = zf.read(pkls[0])
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise CheckpointError(f"{path}: cannot read {pkls[0]}: {e}") from None
+            return _materialize_tree(obj, path, budget)
+        except RecursionError:
+            raise CheckpointError(f"{path}: containers nested too deeply") from None
+
+
+def _zip_read(zf: zipfile.ZipFile, path: Path, name: str, cap: int, budget=None) -> bytes:
+    """One zip member, inflated to at most `cap` bytes (its declared size is checked first)."""
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > cap:
+            raise CheckpointError(f"{path}: zip entry {name} declares {info.file_size:,} bytes, over the "
+                                  f"limit of {cap:,}")
+        if budget is not None:
+            budget.data += info.file_size
+        with zf.open(info) as f:
+            return f.read(cap + 1)  # the member stream stops at its declared size (and checks its CRC)
+    except CheckpointError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: cannot read zip entry {name} (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def _load_torch_zip(path: Path, budget: _Budget, open_files: contextlib.ExitStack):
+    try:
+        zf = open_files.enter_context(zipfile.ZipFile(path))
         infos = {i.filename: i for i in zf.infolist()}
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: not a readable zip archive (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from None
+    pkls = [n for n in infos if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
+    if len(pkls) != 1:
+        raise CheckpointError(f"{path}: expected exactly one <prefix>/data.pkl in the zip, found "
+                              f"{_short.repr(pkls)}")
+    prefix = pkls[0][: -len("data.pkl")]
+    byteorder = "little"
+    if prefix + "byteorder" in infos:
+        byteorder = _zip_read(zf, path, prefix + "byteorder", 16).decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"{path}: unknown byteorder record {byteorder!r}")
+    data_pkl = _zip_read(zf, path, pkls[0], MAX_PICKLE_BYTES)
+    inflated = [0]
 
     file_size = path.stat().st_size
     mm = None
@@ -269,14 +344,15 @@ def _load_torch_zip(path: Path):
         if info is None:
             return np.zeros(0, np.uint8)  # missing: every tensor on it will report itself
         if info.compress_type != zipfile.ZIP_STORED:
-            try:
-                with zipfile.ZipFile(path) as z:
-                    return np.frombuffer(z.read(name), np.uint8)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-                raise CheckpointError(f"{path}: cannot read zip entry {name}: {e}") from None
-        with open(path, "rb") as f:  # the local header's name/extra lengths give the data offset
-            f.seek(info.header_offset)
-            local = f.read(30)
+            data = _zip_read(zf, path, name, MAX_INFLATED - inflated[0], budget)
+            inflated[0] += len(data)
+            return np.frombuffer(data, np.uint8)
+        try:
+            with open(path, "rb") as f:  # the local header's name/extra lengths give the data offset
+                f.seek(info.header_offset)
+                local = f.read(30)
+        except (OSError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"{path}: cannot read zip entry {name}: {e}") from None
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise CheckpointError(f"{path}: corrupt local header for zip entry {name}")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
@@ -291,12 +367,12 @@ def _load_torch_zip(path: Path):
     def persistent_load(pid):
         # ('storage', storage_type, key, location, numel)
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise CheckpointError(f"{path}: unsupported persistent id {pid!r}")
-        st, key, numel = _storage_type(pid, path), str(pid[2]), pid[4]
+            raise CheckpointError(f"{path}: unsupported persistent id {_short.repr(pid)}")
+        st, key, numel = _storage_type(pid, path), pid[2], pid[4]
         if key not in storages:
             dtype = st.dtype.newbyteorder("<" if byteorder == "little" else ">")
             entry = f"{prefix}data/{key}"
-            storages[key] = _Storage(f"{entry} in {path.name}", dtype, int(numel), lambda e=entry: read_entry(e),
+            storages[key] = _Storage(f"{entry} in {path.name}", dtype, numel, lambda e=entry: read_entry(e),
                                      bf16=st.name == "BFloat16Storage")
         return storages[key]
 
@@ -304,7 +380,12 @@ def _load_torch_zip(path: Path):
 
 
 def _load_torch_legacy(path: Path):
-    with open(path, "rb") as f:
+    try:
+        with open(path, "rb") as fd:
+            f = mmap.mmap(fd.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:  # ValueError: an empty file cannot be mapped
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (cannot map it: {e})") from None
+    with f:
         try:
             magic = _unpickle(f, path, what="legacy magic number")
         except UnsafeCheckpointError:
@@ -327,16 +408,19 @@ def _load_torch_legacy(path: Path):
         def persistent_load(pid):
             # ('storage', storage_type, root_key, location, numel, view_metadata)
             if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-                raise CheckpointError(f"{path}: unsupported persistent id {pid!r}")
-            st, key, numel, view = _storage_type(pid, path), str(pid[2]), pid[4], pid[5]
+                raise CheckpointError(f"{path}: unsupported persistent id {_short.repr(pid)}")
+            st, key, numel, view = _storage_type(pid, path), pid[2], pid[4], pid[5]
             if key not in storages:
-                storages[key] = _Storage(f"{key} in {path.name}", st.dtype, int(numel),
+                storages[key] = _Storage(f"{key} in {path.name}", st.dtype, numel,
                                          lambda k=key: read_legacy(k), bf16=st.name == "BFloat16Storage")
             root = storages[key]
             if view is None:
                 return root
+            if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
+                    and _is_count(view[1]) and _is_count(view[2])):
+                raise CheckpointError(f"{path}: malformed storage view {_short.repr(view)}")
             view_key, offset, view_size = view  # an old-style storage view into the root
-            return _StorageView(root, int(offset), int(view_size), f"{view_key} in {path.name}")
+            return _StorageView(root, offset, view_size, f"{view_key} in {path.name}")
 
         obj = _unpickle(f, path, persistent_load, what="legacy object pickle")
         keys = _unpickle(f, path, what="legacy storage key list")
@@ -347,7 +431,7 @@ def _load_torch_legacy(path: Path):
         for key in keys:
             if key not in storages:
                 raise CheckpointError(f"{path}: storage {key} is listed but no tensor uses it")
-            count = int.from_bytes(_read_at(f, pos, 8).ljust(8, b"\0"), "little") if pos + 8 <= file_size else 0
+            count = int.from_bytes(f[pos: pos + 8], "little") if pos + 8 <= file_size else 0
             nbytes = count * storages[key].dtype.itemsize
             start = pos + 8
             offsets[key] = (start, max(0, min(nbytes, file_size - start)))
@@ -369,37 +453,56 @@ def _load_torch_legacy(path: Path):
     return obj
 
 
-def _read_at(f, pos, n):
-    f.seek(pos)
-    return f.read(n)
+def _materialize_tree(obj, path: Path, budget: _Budget):
+    """Replace every _LazyTensor in a (nested) container by its numpy array.
+
+    Each object is converted once (by identity), so a DAG of shared containers costs its size, not
+    the size of its unfolding; a value referenced twice comes out as one shared object, as in torch.
+    """
+    done: dict[int, tuple] = {}
+
+    def walk(o, name, depth):
+        if depth > MAX_DEPTH:
+            raise CheckpointError(f"{path}: containers nested too deeply (over {MAX_DEPTH} levels)")
+        if id(o) in done:
+            return done[id(o)][0]
+        if isinstance(o, _LazyTensor):
+            out = _materialize(o, path, name or "<top>", budget)
+        elif isinstance(o, dict):
+            items = [(k, walk(v, _child(name, k), depth + 1)) for k, v in o.items()]
+            out = collections.OrderedDict(items) if isinstance(o, collections.OrderedDict) else dict(items)
+        elif isinstance(o, (list, tuple)):
+            out = type(o)(walk(v, f"{name}[{i}]", depth + 1) for i, v in enumerate(o))
+        else:
+            return o
+        done[id(o)] = (out, o)  # keep o alive: its id must not be reused while we walk
+        return out
+
+    return walk(obj, "", 0)
 
 
-def _materialize_tree(obj, path: Path, prefix: str):
-    """Replace every _LazyTensor in a (nested) container by its numpy array."""
-    if isinstance(obj, _LazyTensor):
-        return _materialize(obj, path, prefix or "<top>")
-    if isinstance(obj, dict):
-        items = [(k, _materialize_tree(v, path, f"{prefix}.{k}" if prefix else str(k))) for k, v in obj.items()]
-        return collections.OrderedDict(items) if isinstance(obj, collections.OrderedDict) else dict(items)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialize_tree(v, path, f"{prefix}[{i}]") for i, v in enumerate(obj))
-    return obj
+def _child(prefix: str, key) -> str:
+    k = key if isinstance(key, str) else _short.repr(key)
+    return f"{prefix}.{k}" if prefix else k
 
 
-def _materialize(t: _LazyTensor, path: Path, name: str) -> np.ndarray:
+def _materialize(t: _LazyTensor, path: Path, name: str, budget: _Budget) -> np.ndarray:
     st = t.storage
     if not isinstance(st, (_Storage, _StorageView)):
         raise CheckpointError(f"{path}: tensor {name!r} is not backed by a storage")
-    try:
-        size = tuple(int(s) for s in t.size)
-        stride = tuple(int(s) for s in t.stride)
-        offset = int(t.offset)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: tensor {name!r} has a malformed size/stride/offset") from None
-    if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
-        raise CheckpointError(f"{path}: tensor {name!r}: bad size {size} / stride {stride} / offset {offset}")
+    size, stride, offset = t.size, t.stride, t.offset
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list)) and len(size) == len(stride)
+            and len(size) <= MAX_RANK and all(map(_is_count, size)) and all(map(_is_count, stride))
+            and _is_count(offset)):
+        raise CheckpointError(f"{path}: tensor {name!r}: bad size {_short.repr(size)} / stride "
+                              f"{_short.repr(stride)} / offset {_short.repr(offset)} (non-negative integers, "
+                              f"rank <= {MAX_RANK})")
+    size, stride = tuple(size), tuple(s if n > 1 else 0 for n, s in zip(size, stride))  # a length-1 dim's stride is unused
     dtype = st.dtype
+    numel = int(np.prod(size, dtype=object)) if size else 1
     if 0 in size:
+        if np.prod([n for n in size if n], dtype=object) > 1 << 48:
+            raise CheckpointError(f"{path}: tensor {name!r}: size {size} is too large")
         arr = np.zeros(size, dtype)
     else:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))  # last element the tensor touches
@@ -410,10 +513,12 @@ def _materialize(t: _LazyTensor, path: Path, name: str) -> np.ndarray:
         if last >= len(flat):
             raise CheckpointError(f"{path}: file is truncated: tensor {name!r} needs {(last + 1) * dtype.itemsize} "
                                   f"bytes of storage {st.key} but only {len(flat) * dtype.itemsize} are present")
+        # Overlapping strides (torch's `expand`: stride 0) are legal, but can turn a few bytes into
+        # gigabytes: the budget, not the storage, bounds what they may take.
+        budget.spend(numel * dtype.itemsize * (2 if st.bf16 else 1), path, name)
         view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
                                                strides=[s * dtype.itemsize for s in stride], writeable=False)
         arr = np.array(view, dtype=dtype.newbyteorder("="), order="C")  # copy: contiguous, native order
     if st.bf16:
         arr = bf16_to_f32(arr)
     return arr
-

@@ -260,7 +260,8 @@ def _cmd_ocr(args) -> int:
             if not r.ok:
                 failed += 1
                 where = f" (page {r.page})" if r.page else ""
-                progress.message(f"trocr-np ocr: error: {r.source}{where}: {r.error}")
+                msg = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # readers name the file
+                progress.message(f"trocr-np ocr: error: {r.source}{where}{msg[len(r.source):]}")
             else:
                 if stdout_text:
                     if many or r.page > 1:
@@ -311,15 +312,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
-        print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C: outputs are whole files or none (atomic writes); no traceback
-        print(f"trocr-np {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into `head` & co.: stop quietly, like coreutils
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except (OSError, ValueError) as e:  # user errors (bad files, folders, configs): one clear line, no traceback
+        print(f"trocr-np {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: outputs are whole files or none (atomic writes); no traceback, 130
+        print(f"trocr-np {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -162,6 +162,25 @@ def _pair(v, key: str, where: str) -> tuple[int, int]:
     raise ConfigError(f"{where}: field '{key}' must be an int or [height, width], got {v!r}")
 
 
+# Upper bounds, checked before any shape table is built (10^7 decoder layers once exhausted a 24 GB
+# machine): several times the largest TrOCR / ViT / DeiT checkpoint. Sizes are at least 1.
+_LIMITS = {"num_hidden_layers": 128, "decoder_layers": 128, "hidden_size": 8192, "d_model": 8192,
+           "num_attention_heads": 128, "decoder_attention_heads": 128, "intermediate_size": 32768,
+           "decoder_ffn_dim": 32768, "vocab_size": 1_000_000, "max_position_embeddings": 8192,
+           "num_channels": 4, "cross_attention_hidden_size": 8192, "image_size": 4096, "patch_size": 4096,
+           "height": 4096, "width": 4096, "shortest_edge": 4096}
+
+
+def _bounded(values: dict, where: str) -> None:
+    """Each field of `values` named in _LIMITS (an int, or a pair of ints) within [1, limit]."""
+    for key, v in values.items():
+        if key in _LIMITS and v is not None:
+            for x in (v if isinstance(v, tuple) else (v,)):
+                if type(x) is not int or not 1 <= x <= _LIMITS[key]:
+                    raise ConfigError(f"{where}: field '{key}' must be an integer from 1 to {_LIMITS[key]:,}, "
+                                      f"got {v!r}")
+
+
 def _unsupported(where: str, key: str, value, supported) -> ConfigError:
     return ConfigError(f"{where}: unsupported value {value!r} for field '{key}' (supported: {supported})")
 
@@ -193,6 +212,10 @@ def parse_encoder(d: dict, where: str = "config.json: encoder") -> EncoderConfig
         num_channels=_get(d, "num_channels", where, 3, int),
         qkv_bias=_get(d, "qkv_bias", where, True, bool),
     )
+    _bounded(vars(cfg), where)
+    if cfg.grid[0] * cfg.grid[1] > 16384:
+        raise ConfigError(f"{where}: 'image_size' / 'patch_size' give {cfg.grid[0] * cfg.grid[1]:,} patches, "
+                          "over the limit of 16,384")
     if cfg.hidden_size % cfg.num_attention_heads:
         raise ConfigError(f"{where}: 'hidden_size' {cfg.hidden_size} is not divisible by "
                           f"'num_attention_heads' {cfg.num_attention_heads}")
@@ -232,6 +255,7 @@ def parse_decoder(d: dict, where: str = "config.json: decoder") -> DecoderConfig
         cross_attention_hidden_size=cross,
         pad_token_id=_get(d, "pad_token_id", where, 1, int),
     )
+    _bounded(vars(cfg), where)
     if cfg.d_model % cfg.decoder_attention_heads:
         raise ConfigError(f"{where}: 'd_model' {cfg.d_model} is not divisible by "
                           f"'decoder_attention_heads' {cfg.decoder_attention_heads}")
@@ -258,12 +282,14 @@ def _size_dict(v, key: str, where: str, default_to_square: bool = True) -> dict:
         return {"shortest_edge": v}
     if isinstance(v, dict):
         v = {k: x for k, x in v.items() if x is not None}  # HF's SizeDict drops unset keys
+        _bounded(v, where)
         if set(v) == {"height", "width"}:
             return {"height": _pair(v["height"], key, where)[0], "width": _pair(v["width"], key, where)[0]}
         if set(v) == {"shortest_edge"}:
             return {"shortest_edge": _pair(v["shortest_edge"], key, where)[0]}
         raise _unsupported(where, key, v, ["int", "[h, w]", "{height, width}", "{shortest_edge}"])
     h, w = _pair(v, key, where)
+    _bounded({"height": h, "width": w}, where)
     return {"height": h, "width": w}
 
 
@@ -294,11 +320,12 @@ def parse_preprocessor(d: dict, where: str = "preprocessor_config.json") -> Prep
         crop = (c["height"], c["width"])
     mean = _get(d, "image_mean", where, [0.5, 0.5, 0.5])
     std = _get(d, "image_std", where, [0.5, 0.5, 0.5])
+    for key, v in (("image_mean", mean), ("image_std", std)):
+        v = v if isinstance(v, (list, tuple)) else [v] * 3
+        if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise ConfigError(f"{where}: field '{key}' must be a number or 3 numbers (RGB), got {v!r}")
     mean = tuple(float(x) for x in (mean if isinstance(mean, (list, tuple)) else [mean] * 3))
     std = tuple(float(x) for x in (std if isinstance(std, (list, tuple)) else [std] * 3))
-    for key, v in (("image_mean", mean), ("image_std", std)):
-        if len(v) != 3:
-            raise ConfigError(f"{where}: field '{key}' must have 3 values (RGB), got {len(v)}")
     return PreprocessorConfig(
         do_resize=_get(d, "do_resize", where, True, bool),
         size=_size_dict(_get(d, "size", where, defaults["size"]), "size", where, square),

@@ -104,6 +104,16 @@ def hf_to_ondisk_names(tensors: dict[str, np.ndarray], tied: bool, learned_posit
     return out
 
 
+def _check_tied(tensors: dict, where: Path) -> None:
+    """A tied config drops `output_projection`: refuse when the checkpoint's differs from embed_tokens
+    (a trained, untied projection would be silently thrown away)."""
+    out, emb = tensors.get("decoder.output_projection.weight"), tensors.get("decoder.model.decoder.embed_tokens.weight")
+    if out is not None and (emb is None or out.shape != emb.shape or not np.array_equal(out, emb)):
+        raise CheckpointError(f"{where}: config.json says tie_word_embeddings: true, but the checkpoint has a "
+                              "decoder.output_projection.weight that differs from embed_tokens; set "
+                              "\"tie_word_embeddings\": false in the decoder config to keep it")
+
+
 def _tokenizer_files(src: Path) -> list[str]:
     if (src / "tokenizer.json").is_file():
         return ["tokenizer.json"] + [n for n in ("vocab.json", "merges.txt") if (src / n).is_file()]
@@ -151,7 +161,10 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bo
     tok_files = _tokenizer_files(src)
     weights_path = find_weights(src)
 
-    tensors = hf_to_ondisk_names(load_hf_weights(weights_path), tied=cfg.decoder.tie_word_embeddings,
+    raw = load_hf_weights(weights_path)
+    if cfg.decoder.tie_word_embeddings:
+        _check_tied(raw, weights_path)
+    tensors = hf_to_ondisk_names(raw, tied=cfg.decoder.tie_word_embeddings,
                                  learned_positions=cfg.decoder.use_learned_position_embeddings,
                                  where=weights_path)
     check_tensors(tensors, expected_param_shapes(cfg), weights_path)

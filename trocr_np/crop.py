@@ -128,6 +128,21 @@ def _warp_bilinear_u8(img, Hm, oh, ow, constant, fill):  # pragma: no cover - co
     return out
 
 
+MAX_CROP_PIXELS = 1 << 24  # 16.7 MP: a 16000 x 1000 line strip, far beyond any text line (~50 MB, ~1 s)
+
+
+def _check_warp(H_inv, oh, ow, quad) -> None:
+    """The warp's denominator is affine in (u, v): one sign at the strip's four corners means it is
+    never 0 inside. A self-intersecting (or, with the margin, too strongly foreshortened) quad crosses
+    the line at infinity, where the sampling would divide by zero."""
+    if not (1 <= oh and 1 <= ow and oh * ow <= MAX_CROP_PIXELS):
+        raise ValueError(f"crop of {oh}x{ow} pixels is empty or over the limit of {MAX_CROP_PIXELS:,}: {quad.tolist()}")
+    den = [H_inv[2, 0] * u + H_inv[2, 1] * v + H_inv[2, 2] for u in (0, ow - 1) for v in (0, oh - 1)]
+    if not (min(den) > 0 or max(den) < 0):
+        raise ValueError(f"quadrilateral is self-intersecting or not convex (corners TL, TR, BR, BL expected): "
+                         f"{quad.tolist()}")
+
+
 def crop_quad(image, quad, margin: float = 0.0, border="replicate", fill=255, size=None,
               fast: bool = True) -> np.ndarray:
     """Upright strip (h, w[, C]) of the region `quad` (4, 2: TL, TR, BR, BL) of `image`.
@@ -152,6 +167,7 @@ def crop_quad(image, quad, margin: float = 0.0, border="replicate", fill=255, si
     to_strip = np.array([[1, 0, 0.5 - m], [0, 1, 0.5 - m], [0, 0, 1]])
     to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
     H_inv = to_index @ H @ to_strip
+    _check_warp(H_inv, h + 2 * m, w + 2 * m, q)
     if fast and img.dtype == np.uint8 and img.ndim == 3 and border in ("replicate", "constant"):
         return _warp_bilinear_u8(np.ascontiguousarray(img), H_inv, h + 2 * m, w + 2 * m, border == "constant",
                                  float(fill))
