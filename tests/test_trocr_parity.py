@@ -381,8 +381,10 @@ def test_load_model_weight_errors_and_fp16(tmp_path):
     with pytest.raises(WeightsError, match="unexpected tensor 'extra'"):
         load_model(hf_dir)
 
-    save_safetensors({k: v.astype(np.float16) for k, v in w.items()}, st)
-    m = load_model(hf_dir)  # the network's matrices stay float16 (trocr_np.quant), the rest is upcast
+    save_safetensors(w, st)
+    # an HF folder is converted at float32 on first use (trocr_np.hf_cache); a float16 conversion keeps
+    # the network's matrices float16 in memory (trocr_np.quant), the rest is upcast
+    m = load_model(convert_trocr(hf_dir, tmp_path / "fp16", dtype="float16"))
     assert all(v.dtype == np.float32 for v in m.params.values())
     for k in (key, "encoder.encoder.layer.0.intermediate.dense.weight"):
         assert m.params[k].data.dtype == np.float16

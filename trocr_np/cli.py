@@ -195,7 +195,7 @@ def _cmd_convert_detector(args) -> int:
     md5 = CRAFT_MD5 if args.src is None else None
     params, written = convert_checkpoint(src, args.dst, refiner=args.refiner, expected_md5=md5)
     if written is None:
-        raise ValueError(f"cache folder is not writable; pass DST to choose where to write the converted weights")
+        raise ValueError("cache folder is not writable; pass DST to choose where to write the converted weights")
     print(f"{written}  ({len(params)} tensors, BatchNorm folded)")
     return 0
 
