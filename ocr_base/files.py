@@ -8,6 +8,7 @@ mid-write leaves the old file (or none), never a truncated one.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -42,3 +43,21 @@ def atomic_write(path, data: bytes | str | Callable[[str], None], encoding: str 
 def cache_dir() -> Path:
     """`$TROCR_NP_CACHE`, else `~/.cache/trocr-np`: converted CRAFT weights and TrOCR folders."""
     return Path(os.environ.get("TROCR_NP_CACHE") or Path.home() / ".cache" / "trocr-np")
+
+
+def regular_file_size(path, error: type = ValueError, name: str | None = None) -> int:
+    """The size of `path`, which must be a regular file: a FIFO would block forever and a device never
+    end, so both are refused before anything is read. Missing -> FileNotFoundError; anything else
+    unreadable, a folder, a FIFO or a device -> `error` (the reader's own type), naming the file."""
+    name = name or str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}: no such file") from None
+    except OSError as e:
+        raise error(f"{name}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{name}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{name}: not a regular file")
+    return st.st_size

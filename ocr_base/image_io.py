@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import stat
 import struct
 import threading
 import warnings
@@ -56,6 +55,8 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageSequence
+
+from .files import regular_file_size
 
 # Default pixel limit per page (width * height). 100 MP is an A4 page scanned at
 # ~1200 dpi; CRAFT would need >50 GB of activations for a page like that anyway.
@@ -153,18 +154,9 @@ def _describe(src) -> str:
 
 def _read_bytes(src, name: str) -> bytes:
     if isinstance(src, (str, os.PathLike)):
-        try:
-            st = os.stat(src)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{name}: no such file") from None
-        except OSError as e:
-            raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"{name}: is a directory, not an image file")
-        if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever, a device never end
-            raise ImageError(f"{name}: not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{name}: file of {st.st_size:,} bytes is over the limit of {MAX_FILE_BYTES:,}")
+        size = regular_file_size(src, ImageError, name)
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{name}: file of {size:,} bytes is over the limit of {MAX_FILE_BYTES:,}")
         try:
             with open(src, "rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)

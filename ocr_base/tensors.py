@@ -7,11 +7,11 @@ weight loaders (`trocr_np.model`, `trocr_np.convert`, `detector_np.weights`).
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
+
+from .files import regular_file_size
 
 
 class CheckpointError(ValueError):
@@ -41,15 +41,7 @@ MAX_INDEX_BYTES = 64 << 20  # a shard index of 10^5 tensors is ~10 MB
 
 def regular_file(path: Path) -> int:
     """The size of `path`, which must be a regular file (FIFOs and devices would block or never end)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path}: not a regular file")
-    return st.st_size
+    return regular_file_size(path, CheckpointError)
 
 
 def load_sharded(index_path: Path, load_one) -> dict:
