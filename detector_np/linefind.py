@@ -242,6 +242,17 @@ def flood_ref(levels, seeds, mask):
     return owner
 
 
+@njit(cache=True, inline="always")
+def _push(head, tail, nxt, p, lv, top):  # pragma: no cover - compiled
+    """Append pixel p to the FIFO of level lv (linked through `nxt`); returns the new highest level."""
+    if tail[lv] == -1:
+        head[lv] = p
+    else:
+        nxt[tail[lv]] = p
+    tail[lv] = p
+    return max(top, lv)
+
+
 @njit(cache=True)
 def _flood(levels, seeds, mask):  # pragma: no cover - compiled
     """`flood_ref` with a bucket queue: one FIFO per level (linked through `nxt`), popped highest first."""
@@ -253,13 +264,7 @@ def _flood(levels, seeds, mask):  # pragma: no cover - compiled
     top = -1
     for p in range(h * w):
         if seeds.flat[p] != 0:
-            lv = levels.flat[p]
-            if tail[lv] == -1:
-                head[lv] = p
-            else:
-                nxt[tail[lv]] = p
-            tail[lv] = p
-            top = max(top, lv)
+            top = _push(head, tail, nxt, p, levels.flat[p], top)
     while top >= 0:
         p = head[top]
         if p == -1:
@@ -275,13 +280,7 @@ def _flood(levels, seeds, mask):  # pragma: no cover - compiled
                 q = yy * w + xx
                 if owner.flat[q] == 0 and mask.flat[q]:
                     owner.flat[q] = owner.flat[p]
-                    lv = levels.flat[q]
-                    if tail[lv] == -1:
-                        head[lv] = q
-                    else:
-                        nxt[tail[lv]] = q
-                    tail[lv] = q
-                    top = max(top, lv)
+                    top = _push(head, tail, nxt, q, levels.flat[q], top)
     return owner
 
 
