@@ -271,10 +271,10 @@ def check(hf_model, peer, pixel_values, n):
             "cached logits": float(np.abs(cached - ref_logits).max()),
             "logit scale": float(np.abs(ref_logits).max()),
             "greedy equal": float((ids == ref_ids).mean()) if ids.shape == ref_ids.shape else 0.0,
-            "first differing token": _first_diff(ids, ref_ids)}
+            "first differing token": first_diff(ids, ref_ids)}
 
 
-def _first_diff(a, b):
+def first_diff(a, b):
     """Index of the first column where any row differs (len when none), for token agreement reports."""
     if a.shape != b.shape:
         return -1
