@@ -268,7 +268,7 @@ def onnx_rows(name, tmp, hf, model, px, n):
         c32, c8 = (onnx_peer.check(hf, p, px, n) for p in (ort32, ort8))
         ref = hf.generate(torch.from_numpy(px), max_new_tokens=n, min_new_tokens=n, num_beams=1,
                           do_sample=False).numpy()
-    ours8 = ours_greedy(model8, px, n)
+    ours8 = np.stack(ours_greedy(model8, px, n))  # one sequence per image, all n + 1 long (EOS suppressed)
     for label, c in (("ORT float32", c32), ("ORT int8", c8)):
         print(f"[{name}] {label} vs transformers: " + ", ".join(f"{k} {v:.3g}" for k, v in c.items()), flush=True)
     print(f"[{name}] our int8 vs transformers greedy: equal {float((ours8 == ref).mean()):.3g}, first differing "
