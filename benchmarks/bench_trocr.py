@@ -55,6 +55,9 @@ def parse_args():
     ap.add_argument("--onnx", action="store_true",
                     help="ONNX Runtime float32 + int8 (benchmarks/onnx_peer.py) against our float32 + int8 and torch, "
                          "instead of the trocr-np vs torch rows")
+    ap.add_argument("--onnx-dir", default=None,
+                    help="keep the exported .onnx graphs here and reuse them on the next run (one --configs name "
+                         "each; the models are seeded, and the float32 check catches a stale export)")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)  # internal: one RSS measurement
     return ap.parse_args()
 
@@ -235,9 +238,9 @@ def dtype_rows(name, tmp, model, px, n):
     return rows
 
 
-def alternate(fns, repeat):
+def alternate(fns, repeat, per_step):
     """{label: fn} -> {label: [seconds]}: one warm-up each, then `repeat` rounds, one call of each per round.
-    A fn returning a list gives per-step times (extended); otherwise the call itself is timed."""
+    per_step: each fn returns its own per-step times (collected); else the call itself is timed."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -246,7 +249,7 @@ def alternate(fns, repeat):
             t0 = time.perf_counter()
             out = fn()
             dt = time.perf_counter() - t0
-            times[k].extend(out if isinstance(out, list) else [dt])
+            times[k].extend(out if per_step else [dt])
     return times
 
 
@@ -260,8 +263,9 @@ def onnx_rows(name, tmp, hf, model, px, n):
     d8 = os.path.join(tmp, "int8")
     model8 = load_model(d8 if os.path.isdir(d8) else convert_trocr(tmp, d8, dtype="int8"), tokenizer=False)
     t0 = time.perf_counter()
-    ort32 = onnx_peer.export_trocr(hf, os.path.join(tmp, "onnx"), int8=False, threads=ARGS.threads)
-    ort8 = onnx_peer.export_trocr(hf, os.path.join(tmp, "onnx"), int8=True, threads=ARGS.threads)
+    out = os.path.join(ARGS.onnx_dir or tmp, f"onnx_{name}")
+    ort32 = onnx_peer.export_trocr(hf, out, int8=False, threads=ARGS.threads)
+    ort8 = onnx_peer.export_trocr(hf, out, int8=True, threads=ARGS.threads)
     print(f"[{name}] ONNX export + int8 quantisation {time.perf_counter() - t0:.1f} s (opset {onnx_peer.OPSET}, "
           f"onnxruntime {onnx_peer.ort.__version__})", flush=True)
     with torch.inference_mode():
@@ -301,7 +305,8 @@ def onnx_rows(name, tmp, hf, model, px, n):
         if not ARGS.torch:
             fns.pop("torch")
         with torch.inference_mode():
-            times = alternate(fns, ARGS.repeat if "greedy" not in what else max(1, ARGS.repeat - 1))
+            times = alternate(fns, ARGS.repeat if "greedy" not in what else max(1, ARGS.repeat - 1),
+                              per_step=what.startswith("decoder"))
         best = {k: min(v) for k, v in times.items()}
         print(f"[{name}] {what:24s} " + "  ".join(f"{k} {t * 1e3:8.1f}" for k, t in best.items()) +
               f" ms   ours/ORT f32 {best['ours f32'] / best['ORT f32']:4.2f}  "

@@ -206,7 +206,9 @@ def _token_ids(hf):
 
 def export_trocr(hf_model, out_dir, int8=False, threads=2, per_channel=True):
     """Export a transformers VisionEncoderDecoderModel (eval, float32) to out_dir/{encoder,cross_kv,step}.onnx
-    (int8: quantised copies *_int8.onnx beside them) and open them with `threads` intra-op threads."""
+    (int8: quantised copies *_int8.onnx beside them; per_channel=False: per-tensor scales, *_int8_tensor.onnx)
+    and open them with `threads` intra-op threads. Graphs already in out_dir are reused, so one out_dir serves
+    the float32 and the int8 peer of ONE model."""
     hf = hf_model.eval()
     cfg = hf.decoder.config
     L, h = cfg.decoder_layers, cfg.decoder_attention_heads
@@ -235,7 +237,7 @@ def export_trocr(hf_model, out_dir, int8=False, threads=2, per_channel=True):
                     ["logits", *[n.replace("past", "present") for n in past_names]],
                     ({0: B, 1: T}, (*[{0: B, 2: P}] * (2 * L), *[{0: B, 2: S}] * (2 * L))))
     if int8:
-        qpaths = [p.replace(".onnx", "_int8.onnx") for p in paths]
+        qpaths = [p.replace(".onnx", "_int8.onnx" if per_channel else "_int8_tensor.onnx") for p in paths]
         for p, q in zip(paths, qpaths):
             if not os.path.exists(q):
                 _quantize(p, q, per_channel)
@@ -247,7 +249,6 @@ def check(hf_model, peer, pixel_values, n):
     """The peer against transformers on the same input: max |diff| of the encoder states, of the logits of
     an n-token teacher-forced prefill and of the same tokens fed one at a time through the cache, and the
     greedy ids against hf.generate(min_new_tokens=n) (which suppresses EOS the same way)."""
-    start, eos, _ = _token_ids(hf_model)
     px_t = torch.from_numpy(pixel_values)
     with torch.no_grad():
         enc_t = hf_model.encoder(px_t).last_hidden_state
@@ -280,3 +281,34 @@ def first_diff(a, b):
         return -1
     bad = np.nonzero((a != b).any(axis=0))[0]
     return int(bad[0]) if len(bad) else a.shape[1]
+
+
+def main():
+    """Self-check on tiny random TrOCRs (learned and sinusoidal positions): float32 within 1e-4 of transformers
+    with equal greedy ids; int8 figures printed. `python benchmarks/onnx_peer.py`"""
+    import tempfile
+
+    from transformers import TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    enc = ViTConfig(image_size=64, patch_size=16, qkv_bias=False, hidden_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=128)
+    px = np.random.default_rng(0).uniform(-1, 1, (3, 3, 64, 64)).astype(np.float32)
+    for learned in (True, False):
+        dec = TrOCRConfig(vocab_size=500, d_model=96, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=128,
+                          cross_attention_hidden_size=64, use_learned_position_embeddings=learned,
+                          max_position_embeddings=64)
+        torch.manual_seed(0)
+        hf = VisionEncoderDecoderModel(VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)).eval()
+        gc = hf.generation_config
+        gc.decoder_start_token_id, gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = 2, 0, 2, 1
+        with tempfile.TemporaryDirectory() as out:
+            for int8 in (False, True):
+                c = check(hf, export_trocr(hf, out, int8=int8), px, 12)
+                print(f"learned positions {learned}, int8 {int8}: " + ", ".join(f"{k} {v:.3g}" for k, v in c.items()))
+                if not int8:
+                    assert max(c["encoder"], c["prefill logits"], c["cached logits"]) <= 1e-4, c
+                    assert c["greedy equal"] == 1.0, c
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
