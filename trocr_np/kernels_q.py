@@ -64,32 +64,32 @@ def _weight(row, k, kind):
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
 def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
-    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, four weight rows at a time: the rows are read
-    from memory once in their stored bits, converted in registers for every input row (from L1
-    after the first), summed in float32; the int8 scale multiplies each finished sum."""
+    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
+    are read as one sequential stream, each converted in registers (from L1 after the first
+    input row) while four input rows at a time share every converted weight; float32 sums, the
+    int8 scale times each finished sum."""
     M, K = x.shape
-    n = n0
-    while n + 4 <= n1:
-        w0, w1, w2, w3 = data[n], data[n + 1], data[n + 2], data[n + 3]
-        for m in range(M):
-            xm = x[m]
+    for n in range(n0, n1):
+        w = data[n]
+        sc = scale[n] if kind == 2 else np.float32(1.0)
+        m = 0
+        while m + 4 <= M:
+            x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for k in range(K):
-                xv = xm[k]
-                s0 += xv * _weight(w0, k, kind)
-                s1 += xv * _weight(w1, k, kind)
-                s2 += xv * _weight(w2, k, kind)
-                s3 += xv * _weight(w3, k, kind)
-            if kind == 2:
-                s0, s1, s2, s3 = s0 * scale[n], s1 * scale[n + 1], s2 * scale[n + 2], s3 * scale[n + 3]
-            out[m, n], out[m, n + 1], out[m, n + 2], out[m, n + 3] = s0, s1, s2, s3
-        n += 4
-    for r in range(n, n1):
-        for m in range(M):
+                wk = _weight(w, k, kind)
+                s0 += x0[k] * wk
+                s1 += x1[k] * wk
+                s2 += x2[k] * wk
+                s3 += x3[k] * wk
+            out[m, n], out[m + 1, n], out[m + 2, n], out[m + 3, n] = s0 * sc, s1 * sc, s2 * sc, s3 * sc
+            m += 4
+        for r in range(m, M):
+            xr = x[r]
             s = np.float32(0.0)
             for k in range(K):
-                s += x[m, k] * _weight(data[r], k, kind)
-            out[m, r] = s * scale[r] if kind == 2 else s
+                s += xr[k] * _weight(w, k, kind)
+            out[r, n] = s * sc
 
 
 def matmul_packed(x, w):
