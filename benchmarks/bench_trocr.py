@@ -63,6 +63,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+# this checkout's trocr_np, not whichever one is installed (`python benchmarks/...` puts benchmarks/ first)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ARGS.rss_child is None:  # the RSS child measures our memory alone
     import torch
     from transformers import TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
@@ -172,23 +174,36 @@ def machine():
 
 
 def rss_child(model_dir):
-    """In a fresh process: load, encode one image and decode a few tokens (every weight is read),
-    print the resident set in bytes."""
+    """In a fresh process: load, encode one image and decode a few tokens (every weight is read);
+    print the resident set in bytes while that line's decode state (KV cache) is alive, after it
+    is freed, and before loading."""
+    import ctypes
+
     def vm_rss():
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
     before = vm_rss()  # Python, NumPy, Numba imported; no model yet
     model = load_model(model_dir, tokenizer=False)
-    ours_steps(model, encoder_forward(model.params, model.config, np.zeros((1, 3, 384, 384), np.float32)), 3)
-    print(vm_rss(), before)
+    enc = encoder_forward(model.params, model.config, np.zeros((1, 3, 384, 384), np.float32))
+    cfg = model.config
+    cache = init_cache(model.params, cfg, enc, 4)
+    tok = np.full((1, 1), cfg.decoder_start_token_id)
+    for _ in range(3):
+        tok = next_token(decoder_forward(model.params, cfg, tok, cache)[:, -1], cfg.eos_token_id)[:, None]
+    during = vm_rss()
+    del cache, enc
+    try:  # glibc keeps freed blocks (the worker threads' arenas); hand them back, so RSS is what is live
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    print(during, vm_rss(), before)
 
 
 def rss(model_dir):
     import subprocess
     out = subprocess.run([sys.executable, __file__, "--rss-child", model_dir, "--threads", str(ARGS.threads)],
                          capture_output=True, text=True, check=True).stdout
-    after, before = map(int, out.split()[-2:])
-    return after, before
+    return tuple(map(int, out.split()[-3:]))  # during, after, before
 
 
 def dtype_rows(name, tmp, model, px, n):
@@ -218,9 +233,10 @@ def dtype_rows(name, tmp, model, px, n):
              for k, o in opts.items()}
         rows.append((name, f"beam 4 vs greedy {dt}", t["beam 4"], t["greedy"]))
         size = os.path.getsize(os.path.join(tmp if dt == "float32" else os.path.join(tmp, dt), "model.safetensors"))
-        after, before = rss(tmp if dt == "float32" else os.path.join(tmp, dt))
-        rows.append((name, f"RSS vs file {dt}", after, size))
-        rows.append((name, f"RSS - start RSS vs file {dt}", after - before, size))
+        during, after, before = rss(tmp if dt == "float32" else os.path.join(tmp, dt))
+        rows.append((name, f"RSS vs file {dt}", during, size))
+        rows.append((name, f"RSS - start RSS vs file {dt}", during - before, size))
+        rows.append((name, f"RSS - start, line freed {dt}", after - before, size))
     for _, what, t, r in rows:
         unit = (1e6, "MB") if what.startswith("RSS") else (1e-3, "ms")
         print(f"[{name}] {what:34s} {t / unit[0]:9.1f} {unit[1]} vs {r / unit[0]:9.1f} {unit[1]}   "
