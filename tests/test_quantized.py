@@ -39,7 +39,8 @@ def random_weight(n, k, seed=0):
 # --------------------------------------------------------------------------- kernels vs reference
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("rows", [*range(1, 10), 12, 15, 16, 17])  # every remainder of the 4-row blocks
+@pytest.mark.parametrize("rows", [*range(1, 10), 16, 17, kernels_q.SMALL_ROWS, kernels_q.SMALL_ROWS + 1])
+# every remainder of the 4-row blocks, and each side of the switch to the reference
 @pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (33, 64), (6, 1000)])  # odd N, K off the vector widths
 def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch):
@@ -94,7 +95,8 @@ def test_linear_and_take_rows_dispatch(kind):
     w = pack(w32, kind)
     x = np.random.default_rng(1).standard_normal((2, 3, 24)).astype(np.float32)
     b = np.arange(64, dtype=np.float32)
-    for xs in (x[:, :1], x, np.repeat(x, 4, axis=1)):  # 2, 6 and 24 rows: the kernel and the BLAS fallback
+    many = np.repeat(x, kernels_q.SMALL_ROWS // 6 + 1, axis=1)  # more rows than the kernel takes
+    for xs in (x[:, :1], x, many):  # 2 and 6 rows: the kernel; then the BLAS fallback
         np.testing.assert_allclose(linear(xs, w, b), xs @ dequantize(w).T + b, rtol=0, atol=TOL)
     ids = np.array([[5, 0], [63, 5]])
     np.testing.assert_array_equal(take_rows(w, ids), dequantize(w)[ids])
