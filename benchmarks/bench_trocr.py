@@ -12,8 +12,13 @@ converts the same model to those dtypes (trocr_np.quant) and times, for each dty
 float32 in the same alternating runs:
   token / step x4   as above
   RSS               resident memory after loading the folder, encoding one image and decoding a few
-                    tokens (a fresh subprocess each), against the weight file's size; also less
-                    the process's RSS before loading (Python, NumPy, Numba)
+                    tokens (a fresh subprocess each), against the weight file's size: total, with
+                    the line's decode state alive; less the process's RSS before loading (Python,
+                    NumPy, Numba: ~113 MB, whatever the model); and that once the line's state (the
+                    cross-attention K/V, 57 MB at base size) is freed and glibc has handed freed
+                    blocks back (malloc_trim). The second and third are the model's own footprint:
+                    the 1.2x goal is about them (no float32 copies of packed weights), since the
+                    fixed runtime alone is 0.19x an int8 base file.
   beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line
 The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
@@ -31,6 +36,38 @@ machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u 
 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
+
+Measured (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16), 2026-12-01, on a
+2-core AMD EPYC VM (family 25 model 17, AVX-512 with BF16/VNNI) shared with ~7 other jobs, kernel
+line "openblas 0.3.31 kernel SkylakeX; OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset". Ratios to our
+float32 in one run; "before" is the four-rows-at-a-time packed kernel, "after" the row-by-row one
+(trocr_np/kernels_q.py), in runs taken one after the other:
+
+| ratio (goal)                        | 1 thread before | after | 2 threads before | after |
+|---|---|---|---|---|
+| load average during the run         | 13.7-20         | 11-15 | 6-8              | 4.3-5.6 |
+| decoder / token, bf16 (<= 0.6)      | 0.69            | 0.34  | 0.70             | 0.38 |
+| decoder / token, int8 (<= 0.5)      | 0.48            | 0.32  | 0.56             | 0.22 |
+| 4-row step, bf16 (<= 0.6)           | 0.42            | 0.57  | 0.81             | 0.80 |
+| 4-row step, int8 (<= 0.5)           | 0.33            | 0.45  | 0.63             | 0.64 |
+| beam 4 / greedy, bf16 / int8 (<= 1.5) | 1.29 / 1.03   | 1.43 / 1.25 | 1.19 / 1.15 | 1.57 / 1.00 |
+| RSS / file, bf16 / int8             | 1.30 / 1.41     | 1.29 / 1.41 | 1.30 / 1.43 | 1.30 / 1.43 |
+| (RSS - start) / file, bf16 / int8   | 1.16 / 1.22     | 1.16 / 1.22 | 1.17 / 1.24 | 1.17 / 1.24 |
+| the same, line freed, bf16 / int8   | 1.08 / 1.11     | 1.08 / 1.11 | 1.09 / 1.13 | 1.09 / 1.13 |
+
+Both columns ran this same script. Absolute times moved up to 2x between runs (float32 token 62
+vs 145 ms at 1 thread), so a column pair is only a rough before/after. Cleaner, both kernels
+alternating in one process, 1 thread: the decode matrices of one token (908 MB as float32; load 13)
+1 row bf16 0.78 -> 0.42, int8 0.52 -> 0.40, 4 rows bf16 0.80 -> 0.44, int8 0.55 -> 0.28; whole decode
+steps of the converted base model (load 7-9) 1 row bf16 0.62 -> 0.46, int8 0.84 -> 0.30, 4 rows bf16
+1.72 -> 0.63, int8 0.58 -> 0.40 (the old int8 1-row and bf16 4-row figures were disturbed).
+At 2 threads on a loaded machine OpenBLAS's 2-thread sgemv (our float32 path for one row) can
+take 0.5 s a token, which flatters the per-token ratios. The 2-thread 4-row step misses its goals
+(0.80 / 0.64, the same before and after): with the load above 2 the second worker has no core of its
+own, and the packed weight set of one step took the same time split over 2 workers as on one (bf16,
+load 3.7: 1 row 27.9 vs 23.4 ms, 4 rows 49 vs 45 ms), while our float32 4-row path
+(kernels.matmul_wt, still four weight rows at a time) is memory-bound and gains from any bandwidth.
+Beam 4 / greedy includes the encoder (float32 BLAS), whose time under this load moves by seconds.
 """
 from __future__ import annotations
 
