@@ -39,15 +39,17 @@ def random_weight(n, k, seed=0):
 # --------------------------------------------------------------------------- kernels vs reference
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 16, 17])
+@pytest.mark.parametrize("rows", [*range(1, 10), 16, 17, kernels_q.SMALL_ROWS, kernels_q.SMALL_ROWS + 1])
+# every remainder of the 4-row blocks, and each side of the switch to the reference
 @pytest.mark.parametrize("threaded", [True, False])
-def test_matmul_packed_matches_reference(kind, rows, threaded, monkeypatch):
+@pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (33, 64), (6, 1000)])  # odd N, K off the vector widths
+def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch):
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
-    w = pack(random_weight(1030, 257), kind)  # N not a multiple of 4, nor of the worker count
-    x = np.random.default_rng(rows).standard_normal((rows, 257)).astype(np.float32)
+    w = pack(random_weight(n, k), kind)
+    x = np.random.default_rng(rows).standard_normal((rows, k)).astype(np.float32)
     out = kernels_q.matmul_packed(x, w)
     ref = kernels_q.matmul_packed_ref(x, w)
-    assert out.dtype == np.float32 and out.shape == (rows, 1030)
+    assert out.dtype == np.float32 and out.shape == (rows, n)
     np.testing.assert_allclose(out, ref, rtol=0, atol=TOL)
     np.testing.assert_allclose(out, x @ dequantize(w).T, rtol=0, atol=TOL)
 
@@ -93,7 +95,8 @@ def test_linear_and_take_rows_dispatch(kind):
     w = pack(w32, kind)
     x = np.random.default_rng(1).standard_normal((2, 3, 24)).astype(np.float32)
     b = np.arange(64, dtype=np.float32)
-    for xs in (x[:, :1], x, np.repeat(x, 4, axis=1)):  # 2, 6 and 24 rows: the kernel and the BLAS fallback
+    many = np.repeat(x, kernels_q.SMALL_ROWS // 6 + 1, axis=1)  # more rows than the kernel takes
+    for xs in (x[:, :1], x, many):  # 2 and 6 rows: the kernel; then the BLAS fallback
         np.testing.assert_allclose(linear(xs, w, b), xs @ dequantize(w).T + b, rtol=0, atol=TOL)
     ids = np.array([[5, 0], [63, 5]])
     np.testing.assert_array_equal(take_rows(w, ids), dequantize(w)[ids])

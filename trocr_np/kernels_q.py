@@ -1,14 +1,26 @@
 """x @ w.T for 8- and 16-bit weights (trocr_np.quant.PackedWeight): a NumPy reference and a Numba kernel.
 
 The reference dequantises the whole matrix and multiplies in BLAS. The kernel never builds the
-float32 matrix: it takes four weight rows at a time and, for every input row, converts them to
-float32 in registers inside the dot products, so the weights travel from memory in their stored
-bits (2 or 1 byte each) and all sums are float32. (A first version dequantised four rows into a
-scratch block and ran the float32 kernel on it: 1.2-1.7x slower than this in-register version on
-one core, weights in cache, M = 1.) That is for decode steps (1 to 16 rows, SMALL_ROWS); with more
-rows (the one-off cross-attention K/V, a prompt) the matrix is used often enough that dequantising it for one BLAS
-GEMM is cheaper. The output columns are split over the worker threads (ocr_base.threads) as
-`kernels.matmul_wt` does, also for one row: here there is no OpenBLAS sgemv to leave it to.
+float32 matrix: it walks the weight rows in order, one row at a time, converts each stored weight to
+float32 in registers inside the dot products, and lets four input rows at a time share every
+converted weight; all sums are float32, and the int8 scale multiplies each finished sum (it is one
+per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
+sequential stream* per worker, which the hardware prefetcher follows. That is what pays: the first
+version took four weight rows at a time (each row read once for all input rows, like
+`kernels.matmul_wt`), i.e. four interleaved streams of only 1-2 KB each, restarted every four rows;
+the prefetcher never got ahead and the core waited on memory and computed in turn, 8-12 GB/s.
+Row by row, one 50265 x 1024 bfloat16 matrix, 1 row, 1 core: 14.8 -> 4.9 ms (int8 10.6 -> 2.3 ms),
+i.e. ~21 GB/s, the bandwidth OpenBLAS's float32 sgemv gets (benchmarks/bench_trocr.py has the
+whole-model ratios). Software prefetch of the next rows did not help further. The loops vectorise
+to 16-lane AVX-512 (8-lane AVX2) conversions and FMAs with LLVM's four accumulators per sum.
+
+That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
+rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
+dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel against that: 4096 x
+1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
+237-251 vs 331-397 ms.
+The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
+for one row: here there is no OpenBLAS sgemv to leave it to.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
@@ -29,7 +41,7 @@ from ocr_base.threads import n_workers, run_parallel, split
 from .kernels import _REDUCE_FM, _int32_bits_as_float32
 from .quant import dequantize
 
-SMALL_ROWS = 16               # up to this many input rows the kernel streams the packed weights
+SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
@@ -64,32 +76,32 @@ def _weight(row, k, kind):
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
 def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
-    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, four weight rows at a time: the rows are read
-    from memory once in their stored bits, converted in registers for every input row (from L1
-    after the first), summed in float32; the int8 scale multiplies each finished sum."""
+    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
+    are read as one sequential stream, each converted in registers (from L1 after the first
+    input row) while four input rows at a time share every converted weight; float32 sums, the
+    int8 scale times each finished sum."""
     M, K = x.shape
-    n = n0
-    while n + 4 <= n1:
-        w0, w1, w2, w3 = data[n], data[n + 1], data[n + 2], data[n + 3]
-        for m in range(M):
-            xm = x[m]
+    for n in range(n0, n1):
+        w = data[n]
+        sc = scale[n] if kind == 2 else np.float32(1.0)
+        m = 0
+        while m + 4 <= M:
+            x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for k in range(K):
-                xv = xm[k]
-                s0 += xv * _weight(w0, k, kind)
-                s1 += xv * _weight(w1, k, kind)
-                s2 += xv * _weight(w2, k, kind)
-                s3 += xv * _weight(w3, k, kind)
-            if kind == 2:
-                s0, s1, s2, s3 = s0 * scale[n], s1 * scale[n + 1], s2 * scale[n + 2], s3 * scale[n + 3]
-            out[m, n], out[m, n + 1], out[m, n + 2], out[m, n + 3] = s0, s1, s2, s3
-        n += 4
-    for r in range(n, n1):
-        for m in range(M):
+                wk = _weight(w, k, kind)
+                s0 += x0[k] * wk
+                s1 += x1[k] * wk
+                s2 += x2[k] * wk
+                s3 += x3[k] * wk
+            out[m, n], out[m + 1, n], out[m + 2, n], out[m + 3, n] = s0 * sc, s1 * sc, s2 * sc, s3 * sc
+            m += 4
+        for r in range(m, M):
+            xr = x[r]
             s = np.float32(0.0)
             for k in range(K):
-                s += x[m, k] * _weight(data[r], k, kind)
-            out[m, r] = s * scale[r] if kind == 2 else s
+                s += xr[k] * _weight(w, k, kind)
+            out[r, n] = s * sc
 
 
 def matmul_packed(x, w):
@@ -102,6 +114,8 @@ def matmul_packed(x, w):
     data = w.data.view(np.uint16) if w.kind == "float16" else w.data
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
-    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1
-    run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, parts))
+    if w.nbytes < PARALLEL_MIN_BYTES:  # a small matrix: no hand-off (~100 calls per decoded token)
+        _matmul_rows_packed(x, data, scale, kind, out, 0, N)
+    else:
+        run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, n_workers()))
     return out
