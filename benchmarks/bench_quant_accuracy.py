@@ -22,15 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "weights"))
 
 from trocr_np.bundled import bundled_model_dir  # noqa: E402
 from trocr_np.convert import convert_trocr  # noqa: E402
-from trocr_np.generate import GenerationOptions  # noqa: E402
+from trocr_np.decoder import decoder_forward, init_cache  # noqa: E402
+from trocr_np.encoder import encoder_forward  # noqa: E402
+from trocr_np.generate import GenerationOptions, resolve_generation  # noqa: E402
 from trocr_np.metrics import edit_distance  # noqa: E402
 from trocr_np.model import load_model  # noqa: E402
 from trocr_np.pipeline import ocr_page  # noqa: E402
+from trocr_np.preprocess import preprocess  # noqa: E402
 from trocr_np.recognize import recognize  # noqa: E402
 
 FORMATS = [("float32", False), ("float16", False), ("bfloat16", False), ("bfloat16", True), ("int8", False),
@@ -65,6 +70,25 @@ def token_agreement(ids, ref_ids):
     return same, total
 
 
+def teacher_forced(model, images, ref_ids, batch_size=8):
+    """(equal, positions): fed float32's tokens, how often the argmax of `model`'s logits is float32's
+    next token. One early flip counts once here, where the position-wise measure counts every
+    position it shifts."""
+    o = resolve_generation(OPTIONS, model.config)
+    same = total = 0
+    for i in range(0, len(images), batch_size):
+        rows = ref_ids[i:i + batch_size]
+        enc = encoder_forward(model.params, model.config, preprocess(images[i:i + batch_size], model.config))
+        T = max(len(r) for r in rows)
+        ids = np.full((len(rows), T), o.decoder_start_token_id, np.int64)
+        for b, r in enumerate(rows):
+            ids[b, 1:len(r)] = r[:-1]
+        nxt = decoder_forward(model.params, model.config, ids, init_cache(model.params, model.config, enc, T)).argmax(-1)
+        same += sum(int(np.sum(nxt[b, :len(r)] == r)) for b, r in enumerate(rows))
+        total += sum(len(r) for r in rows)
+    return same, total
+
+
 def corpus_cer(refs, hyps):
     return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / max(1, sum(len(r) for r in refs))
 
@@ -86,7 +110,7 @@ def main(argv=None):
         sets["photos"] = (crops, None)
         print(f"{len(crops)} line crops from {len(args.pages)} pages ({time.perf_counter() - t0:.1f} s)")
     with tempfile.TemporaryDirectory(prefix="quant_acc_") as tmp:
-        results = {}
+        results, forced = {}, {}
         for dtype, enc in FORMATS:
             if args.only and dtype != "float32" and dtype not in args.only:
                 continue
@@ -96,16 +120,21 @@ def main(argv=None):
             t0 = time.perf_counter()
             results[label] = {name: recognize(model, images, OPTIONS) for name, (images, _) in sets.items()}
             print(f"{label:16s} recognised in {time.perf_counter() - t0:.1f} s", flush=True)
+            if label != "float32":  # float32's own tokens are needed first
+                forced[label] = {name: teacher_forced(model, images, [r.token_ids for r in results["float32"][name]])
+                                 for name, (images, _) in sets.items()}
     base = results["float32"]
-    print(f"\n{'dtype':16s} {'set':10s} {'tokens equal':>14s} {'CER vs f32 text':>16s} {'CER vs truth':>13s} "
-          f"{'move':>7s}")
+    print(f"\n{'dtype':17s} {'set':10s} {'tokens equal':>13s} {'teacher-forced':>15s} {'CER vs f32 text':>16s} "
+          f"{'CER vs truth':>13s} {'move':>6s}")
     for label, res in results.items():
         for name, (images, truth) in sets.items():
             ids = [r.token_ids for r in res[name]]
             same, total = token_agreement(ids, [r.token_ids for r in base[name]])
             texts = [r.text for r in res[name]]
             vs_f32 = corpus_cer([r.text for r in base[name]], texts)
-            row = f"{label:16s} {name:10s} {100 * same / max(1, total):13.2f}% {100 * vs_f32:15.2f}%"
+            tf_same, tf_total = forced.get(label, {}).get(name, (total, total))
+            row = (f"{label:17s} {name:10s} {100 * same / max(1, total):12.2f}% {100 * tf_same / max(1, tf_total):14.2f}%"
+                   f" {100 * vs_f32:15.2f}%")
             if truth is not None:
                 c, c0 = corpus_cer(truth, texts), corpus_cer(truth, [r.text for r in base[name]])
                 row += f" {100 * c:12.2f}% {100 * (c - c0):+6.2f}"

@@ -75,13 +75,41 @@ def to_bfloat16(w: np.ndarray) -> np.ndarray:
     return ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
 
 
-def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) float -> (q (N, K) int8, scale (N,) float32), symmetric per row (module docstring)."""
+# Clip ratios tried per row by the int8 scale search: scale = ratio * max|w| / 127.
+CLIP_RATIOS = np.linspace(0.5, 1.0, 51, dtype=np.float32)
+_SEARCH_CHUNK = 1 << 20  # weights per block of rows searched at once (bounds the temporaries)
+
+
+def _round_int8(w: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """q = round(w / scale) per row, in [-127, 127]; an all-zero row (scale 0) stays zero."""
+    safe = np.where(scale > 0, scale, np.float32(1))
+    return np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
+
+
+def int8_scales(w: np.ndarray, ratios=CLIP_RATIOS) -> np.ndarray:
+    """(N, K) float32 -> (N,) float32: per row, the scale among ratio * max|w| / 127 (ratio in
+    `ratios`) whose rounding leaves the least squared error sum_k (q[n, k] * scale - w[n, k])^2.
+    ratios=(1.0,) is plain max-abs scaling."""
+    amax = np.abs(w).max(axis=1)
+    best = (amax / np.float32(127)).astype(np.float32)
+    rows = max(1, _SEARCH_CHUNK // max(1, w.shape[1]))
+    for lo in range(0, w.shape[0], rows):
+        blk, a = w[lo:lo + rows], amax[lo:lo + rows]
+        err = np.full(len(blk), np.inf)
+        for r in ratios:
+            s = (a * np.float32(r) / np.float32(127)).astype(np.float32)
+            e = np.square(_round_int8(blk, s) * s[:, None] - blk).sum(axis=1, dtype=np.float64)
+            better = e < err
+            err[better], best[lo:lo + rows][better] = e[better], s[better]
+    return best
+
+
+def quantize_int8(w: np.ndarray, ratios=CLIP_RATIOS) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) float -> (q (N, K) int8, scale (N,) float32), symmetric per row, the scale chosen
+    by `int8_scales` (module docstring)."""
     w = np.asarray(w, np.float32)
-    scale = (np.abs(w).max(axis=1) / np.float32(127)).astype(np.float32)
-    safe = np.where(scale > 0, scale, np.float32(1))  # an all-zero row stays zero
-    q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
-    return q, scale
+    scale = int8_scales(w, ratios)
+    return _round_int8(w, scale), scale
 
 
 def dequantize(w) -> np.ndarray:
