@@ -143,8 +143,7 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bo
 
     dtype: "float32" (exact), "float16" (half the size; floating tensors are cast with
     numpy's round-to-nearest), "bfloat16" (the decoder's matrices, round to nearest even)
-    or "int8" (the decoder's matrices, per-row symmetric); bfloat16 keeps the few most sensitive
-    decoder matrices in float16 (trocr_np.quant.KEPT_FLOAT16); with bfloat16 and int8 the rest
+    or "int8" (the decoder's matrices, per-row symmetric); with bfloat16 and int8 the rest
     stays float32, and quantize_encoder stores the encoder's matrices that way too. 16- and 8-bit matrices stay small in memory when loaded
     (trocr_np.quant). Needs no torch, also for .bin files.
     """
@@ -170,15 +169,11 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bo
                                  where=weights_path)
     check_tensors(tensors, expected_param_shapes(cfg), weights_path)
     tensors = file_tensors(tensors, dtype, quantize_encoder, where=weights_path)
-    # the matrices the bfloat16 format keeps float16 (trocr_np.quant.KEPT_FLOAT16), for the record
-    kept = [k for k, v in tensors.items()
-            if dtype == "bfloat16" and isinstance(v, np.ndarray) and v.dtype == np.float16]
 
     dst.mkdir(parents=True, exist_ok=True)
     save_safetensors(tensors, dst / "model.safetensors", metadata={
         "format": "trocr-np", "source": weights_path.name, "dtype": dtype,
-        "quantize_encoder": str(quantize_encoder).lower(), "trocr_np_version": _version(),
-        **({"float16_tensors": ",".join(kept)} if kept else {})})
+        "quantize_encoder": str(quantize_encoder).lower(), "trocr_np_version": _version()})
     for name in CONFIG_FILES + OPTIONAL_FILES + tuple(tok_files):
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)

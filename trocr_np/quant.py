@@ -7,20 +7,11 @@ bandwidth floor; fewer bytes per weight is the only way below it. A converted fo
   float32    every floating tensor F32                          float32 arrays (unchanged)
   float16    every floating tensor F16                          decode and encoder matrices: PackedWeight,
                                                                   the rest upcast to float32 once
-  bfloat16   decode matrices BF16, except KEPT_FLOAT16 in F16;    decode matrices: PackedWeight
-             the rest F32
+  bfloat16   decode matrices BF16, the rest F32                 decode matrices: PackedWeight
   int8       decode matrices I8 + `<name>.scale` F32 (N,)       decode matrices: PackedWeight
              each, the rest F32
   quantize_encoder=True (bfloat16, int8): the encoder's matrices are stored that way too, and are
   PackedWeight in memory.
-
-KEPT_FLOAT16 (bfloat16 only): the token embedding, the output projection and the last decoder
-layer's matrices are stored float16, which is as small (2 bytes) with 3 more mantissa bits, wherever
-float16's range holds them (else bfloat16). They are where bfloat16's rounding flips the most greedy
-tokens (benchmarks/bench_quant_accuracy.py has the measurements; on the bundled model, bfloat16
-everywhere agrees with float32 on 98.45% of token positions, keeping these 99.00%). The file's
-metadata lists them under `float16_tensors`; loading needs no list, as it reads each tensor's stored
-dtype.
 
 The *decode matrices* are what a decode step streams: the decoder's self- and cross-attention
 q/k/v/out projections, fc1, fc2, the token embedding (the output projection when tied) and an
@@ -31,11 +22,8 @@ wants float32: `float32_layer` dequantises one layer's matrices at a time just b
 runs (~28 MB at base size, freed after), so memory stays near the file's size.
 
 int8 is symmetric per output channel (per row of the torch (out, in) matrix):
-    scale[n] = r[n] * max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) clipped to [-127, 127],
+    scale[n] = max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) in [-127, 127],
     w ~ q * scale[:, None]
-with the clip ratio r[n] in CLIP_RATIOS (0.50, 0.51, ..., 1.00) that leaves the row the least squared
-error (r = 1 is max-abs scaling). On the bundled model that is ~1-2% less squared error than max-abs
-(rows of 256-1024 weights have few outliers worth clipping).
 bfloat16 keeps the top 16 bits of the float32, rounded to nearest even.
 """
 from __future__ import annotations
@@ -52,10 +40,6 @@ SCALE_SUFFIX = ".scale"  # int8 tensor `<name>` has its float32 scales in `<name
 
 DECODE_MATRIX = re.compile(r"^decoder\.model\.decoder\.(layers\.\d+\.(self_attn|encoder_attn)\.(q|k|v|out)_proj"
                            r"|layers\.\d+\.fc[12]|embed_tokens)\.weight$|^decoder\.output_projection\.weight$")
-# decode matrices the bfloat16 format stores as float16 (module docstring); LAST is the last decoder layer
-KEPT_FLOAT16 = (r"^decoder\.model\.decoder\.embed_tokens\.weight$", r"^decoder\.output_projection\.weight$",
-                r"^decoder\.model\.decoder\.layers\.LAST\.")
-_LAYER = re.compile(r"^decoder\.model\.decoder\.layers\.(\d+)\.")
 ENCODER_MATRIX = re.compile(r"^encoder\.encoder\.layer\.\d+\.(attention\.attention\.(query|key|value)"
                             r"|attention\.output\.dense|intermediate\.dense|output\.dense)\.weight$")
 
@@ -158,15 +142,12 @@ def file_tensors(tensors: dict[str, np.ndarray], dtype: str, quantize_encoder: b
         raise ValueError(f"quantize_encoder applies to dtype 'bfloat16' or 'int8' ({dtype} files store every "
                          f"tensor as {dtype}); got dtype={dtype!r}")
     out = {}
-    keep = kept_float16(tensors) if dtype == "bfloat16" else re.compile("(?!)")
     for name, v in tensors.items():
         packed = DECODE_MATRIX.match(name) or (quantize_encoder and ENCODER_MATRIX.match(name))
         if not np.issubdtype(v.dtype, np.floating):
             out[name] = v
         elif dtype == "int8" and packed:
             out[name], out[name + SCALE_SUFFIX] = quantize_int8(v)
-        elif dtype == "bfloat16" and packed and keep.match(name) and _fits_float16(v):
-            out[name] = v.astype(np.float16)
         elif dtype == "bfloat16" and packed:
             out[name] = BFloat16Array(to_bfloat16(v))
         else:
@@ -176,17 +157,6 @@ def file_tensors(tensors: dict[str, np.ndarray], dtype: str, quantize_encoder: b
                 raise CheckpointError(f"{where}: tensor {name!r} overflows float16 (|values| > 65504); "
                                       "use --dtype bfloat16 or float32")
     return out
-
-
-def kept_float16(tensors) -> re.Pattern:
-    """KEPT_FLOAT16 for this model (LAST -> its last decoder layer), one pattern."""
-    last = max((int(m.group(1)) for m in map(_LAYER.match, tensors) if m), default=-1)
-    return re.compile("|".join(KEPT_FLOAT16).replace("LAST", str(last)))
-
-
-def _fits_float16(v: np.ndarray) -> bool:
-    with np.errstate(over="ignore"):
-        return bool(np.all(np.isfinite(v.astype(np.float16))))
 
 
 def packed_params(raw: dict, where="weights") -> dict:
