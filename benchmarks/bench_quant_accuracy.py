@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from trocr_np.metrics import edit_distance  # noqa: E402
 from trocr_np.model import load_model  # noqa: E402
 from trocr_np.pipeline import ocr_page  # noqa: E402
 from trocr_np.preprocess import preprocess  # noqa: E402
+from trocr_np.quant import DECODE_MATRIX, PackedWeight, dequantize, quantize_int8, to_bfloat16  # noqa: E402
 from trocr_np.recognize import recognize  # noqa: E402
 
 FORMATS = [("float32", False), ("float16", False), ("bfloat16", False), ("bfloat16", True), ("int8", False),
@@ -70,12 +72,13 @@ def token_agreement(ids, ref_ids):
     return same, total
 
 
-def teacher_forced(model, images, ref_ids, batch_size=8):
+def teacher_forced(model, images, ref_ids, batch_size=8, margins=False):
     """(equal, positions): fed float32's tokens, how often the argmax of `model`'s logits is float32's
     next token. One early flip counts once here, where the position-wise measure counts every
-    position it shifts."""
+    position it shifts. margins=True: the top-1 minus top-2 logit at every position instead."""
     o = resolve_generation(OPTIONS, model.config)
     same = total = 0
+    gaps = []
     for i in range(0, len(images), batch_size):
         rows = ref_ids[i:i + batch_size]
         enc = encoder_forward(model.params, model.config, preprocess(images[i:i + batch_size], model.config))
@@ -83,10 +86,49 @@ def teacher_forced(model, images, ref_ids, batch_size=8):
         ids = np.full((len(rows), T), o.decoder_start_token_id, np.int64)
         for b, r in enumerate(rows):
             ids[b, 1:len(r)] = r[:-1]
-        nxt = decoder_forward(model.params, model.config, ids, init_cache(model.params, model.config, enc, T)).argmax(-1)
-        same += sum(int(np.sum(nxt[b, :len(r)] == r)) for b, r in enumerate(rows))
+        logits = decoder_forward(model.params, model.config, ids, init_cache(model.params, model.config, enc, T))
+        top2 = np.sort(logits, axis=-1)[..., -2:]
+        gaps += [top2[b, :len(r), 1] - top2[b, :len(r), 0] for b, r in enumerate(rows)]
+        same += sum(int(np.sum(logits[b, :len(r)].argmax(-1) == r)) for b, r in enumerate(rows))
         total += sum(len(r) for r in rows)
-    return same, total
+    return np.concatenate(gaps) if margins else (same, total)
+
+
+def simulated(w, dtype):
+    """The float32 matrix `dtype` stores for w (the kernels give these weights' logits within 1e-4)."""
+    if dtype == "bfloat16":
+        return dequantize(PackedWeight(to_bfloat16(w), dtype))
+    q, scale = quantize_int8(w)
+    return dequantize(PackedWeight(q, dtype, scale))
+
+
+def group_table(sets):
+    """--groups: the decode matrices quantised one group at a time (in memory, simulated), to see
+    whose rounding flips the greedy argmax; and how many of float32's own teacher-forced steps are
+    near-ties (top-1 minus top-2 logit below 0.01 / 0.05), the positions any rounding can flip."""
+    with tempfile.TemporaryDirectory(prefix="quant_acc_") as tmp:
+        base = load_model(convert_trocr(bundled_model_dir(), Path(tmp) / "f32", "float32"))
+    p32, layers = base.params, base.config.decoder.decoder_layers
+    dec = [k for k in p32 if DECODE_MATRIX.match(k)]
+    groups = {"all decoder": dec, "embed_tokens": [k for k in dec if "embed_tokens" in k],
+              "output proj": [k for k in dec if "output_projection" in k],
+              "self-attn": [k for k in dec if "self_attn" in k], "cross-attn": [k for k in dec if "encoder_attn" in k],
+              "fc1+fc2": [k for k in dec if ".fc" in k],
+              **{f"layer {i}": [k for k in dec if f".layers.{i}." in k] for i in range(layers)}}
+    for name, (images, _) in sets.items():
+        ref = [r.token_ids for r in recognize(base, images, OPTIONS)]
+        margins = teacher_forced(base, images, ref, margins=True)
+        print(f"\n{name}: {len(margins)} positions, float32 margin < 0.01: {np.sum(margins < 0.01)}, "
+              f"< 0.05: {np.sum(margins < 0.05)}")
+        for dtype in ("bfloat16", "int8"):
+            for g, names in groups.items():
+                m = replace(base, params={**p32, **{k: simulated(p32[k], dtype) for k in names}})
+                ids = [r.token_ids for r in recognize(m, images, OPTIONS)]
+                same, total = token_agreement(ids, ref)
+                tf_same, tf_total = teacher_forced(m, images, ref)
+                print(f"{dtype:9s} {g:13s} tokens equal {100 * same / total:6.2f}%  teacher-forced "
+                      f"{100 * tf_same / tf_total:6.2f}%  lines changed {sum(a != b for a, b in zip(ids, ref))}",
+                      flush=True)
 
 
 def corpus_cer(refs, hyps):
@@ -99,6 +141,8 @@ def main(argv=None):
     ap.add_argument("--synthetic", type=int, default=200, help="synthetic held-out-font lines (with truth)")
     ap.add_argument("--only", nargs="+", default=None, metavar="DTYPE",
                     help="compare only these dtypes with float32 (e.g. bfloat16 int8)")
+    ap.add_argument("--groups", action="store_true",
+                    help="instead: quantise one group of decoder matrices at a time (whose rounding flips tokens)")
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f}")
     sets = {}
@@ -109,6 +153,8 @@ def main(argv=None):
         crops = page_crops(args.pages)
         sets["photos"] = (crops, None)
         print(f"{len(crops)} line crops from {len(args.pages)} pages ({time.perf_counter() - t0:.1f} s)")
+    if args.groups:
+        return group_table(sets)
     with tempfile.TemporaryDirectory(prefix="quant_acc_") as tmp:
         results, forced = {}, {}
         for dtype, enc in FORMATS:
@@ -133,8 +179,8 @@ def main(argv=None):
             texts = [r.text for r in res[name]]
             vs_f32 = corpus_cer([r.text for r in base[name]], texts)
             tf_same, tf_total = forced.get(label, {}).get(name, (total, total))
-            row = (f"{label:17s} {name:10s} {100 * same / max(1, total):12.2f}% {100 * tf_same / max(1, tf_total):14.2f}%"
-                   f" {100 * vs_f32:15.2f}%")
+            row = (f"{label:17s} {name:10s} {100 * same / max(1, total):12.2f}% "
+                   f"{100 * tf_same / max(1, tf_total):14.2f}% {100 * vs_f32:15.2f}%")
             if truth is not None:
                 c, c0 = corpus_cer(truth, texts), corpus_cer(truth, [r.text for r in base[name]])
                 row += f" {100 * c:12.2f}% {100 * (c - c0):+6.2f}"
