@@ -50,6 +50,7 @@ from ocr_base.geometry import rotate, side_lengths
 from .layout import skew_angle
 from .cv_ops import label_components
 
+PIECE_REACH = 0.35   # a lone small box this many band heights from a line's band is a piece of it
 LEVELS = 255      # the region score is quantised to 0..LEVELS for the flood's bucket queue
 _DY = np.array([-1, 1, 0, 0])   # 4-neighbours: up, down, left, right (flood_ref's order)
 _DX = np.array([0, 0, -1, 1])
@@ -68,32 +69,48 @@ def _upright(q, max_deg):
     return np.where((tilt < max_deg)[:, None], up, ext)
 
 
-def _link_costs(b, a_idx, b_idx, o, slope=None):
+def _link_costs(b, a_idx, b_idx, o, slope=None, far=False, raw=None):
     """Cost of word b_idx[j] following word a_idx[i] ((len(a), len(b)); inf where not allowed).
+
+    far: the second round's limits (o.far_gap heights, o.far_overlap) instead of the first's
+    (o.join_gap, o.join_overlap).
 
     slope: per word, the slope of the chain it is in (nan for a lone word): a's extent is carried
     along the chains' mean slope to b before the overlap is measured (baselines drift and curve).
+    raw: the words' own boxes when b holds them grown to their chains' bands: the overlap is the
+    better of the two (a band tilted by one word's descender must not undo the boxes' overlap).
     """
-    A, B = b[a_idx][:, None, :], b[b_idx][None, :, :]
+    shift = 0.0
     if slope is not None:
         sa, sb = slope[a_idx][:, None], slope[b_idx][None, :]
         m = np.where(np.isnan(sa), np.where(np.isnan(sb), 0.0, sb), np.where(np.isnan(sb), sa, 0.5 * (sa + sb)))
-        shift = m * 0.5 * ((B[..., 0] + B[..., 1]) - (A[..., 0] + A[..., 1]))
-        A = np.broadcast_to(A, shift.shape + (4,)).copy()
-        A[..., 2] += shift
-        A[..., 3] += shift
+        shift = m * 0.5 * ((b[b_idx][None, :, 0] + b[b_idx][None, :, 1]) - (b[a_idx][:, None, 0] + b[a_idx][:, None, 1]))
+    A, B, overlap = _carried_overlap(b, a_idx, b_idx, shift)
+    if raw is not None:
+        overlap = np.maximum(overlap, _carried_overlap(raw, a_idx, b_idx, shift)[2])
     ha, hb = A[..., 3] - A[..., 2], B[..., 3] - B[..., 2]
     wa, wb = A[..., 1] - A[..., 0], B[..., 1] - B[..., 0]
-    hmin = np.maximum(np.minimum(ha, hb), 1e-6)
-    overlap = (np.minimum(A[..., 3], B[..., 3]) - np.maximum(A[..., 2], B[..., 2])) / hmin
     gap = B[..., 0] - A[..., 1]
-    ok = ((B[..., 0] + B[..., 1]) > (A[..., 0] + A[..., 1])) & (overlap >= o.join_overlap) \
-        & (gap < o.join_gap * np.maximum(ha, hb)) & (gap > -0.5 * np.minimum(wa, wb))
+    max_gap, min_overlap = (o.far_gap, o.far_overlap) if far else (o.join_gap, o.join_overlap)
+    ok = ((B[..., 0] + B[..., 1]) > (A[..., 0] + A[..., 1])) & (overlap >= min_overlap) \
+        & (gap < max_gap * np.maximum(ha, hb)) & (gap > -0.5 * np.minimum(wa, wb))
     ok &= a_idx[:, None] != b_idx[None, :]
     hmean = 0.5 * (ha + hb)
     dv = np.abs((B[..., 2] + B[..., 3]) - (A[..., 2] + A[..., 3])) / 2
     cost = (np.maximum(gap, 0) + 0.5 * np.maximum(-gap, 0) + dv) / hmean + 2 * (1 - np.minimum(overlap, 1))
     return np.where(ok, cost, np.inf)
+
+
+def _carried_overlap(b, a_idx, b_idx, shift):
+    """(A, B, overlap): boxes a (moved down by shift) and b broadcast to (len(a), len(b), 4), and
+    their vertical overlap over the smaller height."""
+    A, B = b[a_idx][:, None, :], b[b_idx][None, :, :]
+    A = np.broadcast_to(A, (len(a_idx), len(b_idx), 4)).copy()
+    A[..., 2] += shift
+    A[..., 3] += shift
+    B = np.broadcast_to(B, A.shape)
+    hmin = np.maximum(np.minimum(A[..., 3] - A[..., 2], B[..., 3] - B[..., 2]), 1e-6)
+    return A, B, (np.minimum(A[..., 3], B[..., 3]) - np.maximum(A[..., 2], B[..., 2])) / hmin
 
 
 def _mutual_links(cost):
@@ -122,19 +139,61 @@ def chain_words(boxes, options, center, angle=None):
     lines = _chain(b, words, o, np.full(len(b), np.nan))
     if o.local_slope:   # again, each word carried along the direction of the lines near it
         lines = _chain(b, words, o, _slope_field(b, lines, typical))
-    return lines, [int(i) for i in np.flatnonzero(is_mark)], angle
+    lines, pieces = _pieces(b, lines, o)
+    return lines, sorted([int(i) for i in np.flatnonzero(is_mark)] + pieces), angle
+
+
+def _pieces(b, lines, o):
+    """(lines, pieces): one-word chains that are pieces of a longer line -> marks for the flood.
+
+    A comma, a descender or a letter that CRAFT boxed apart from its word is left alone when its
+    word took the link past it (or its overlap was too small). A box no wider than the band and
+    at most 1.5 band heights tall is a piece of the nearest line (its band, `_band_at`) whose
+    extent it lies in (one band height of slack at either end) when it overlaps that band by
+    join_overlap of the smaller height, or overlaps one of its words, or its centre is within
+    PIECE_REACH band heights of it. A whole word stays a line of its own."""
+    long = [ln for ln in lines if len(ln) > 1]
+    keep, pieces = [], []
+    for ln in lines:
+        i = ln[0]
+        u, v, hi = 0.5 * (b[i, 0] + b[i, 1]), 0.5 * (b[i, 2] + b[i, 3]), b[i, 3] - b[i, 2]
+        best = None
+        for other in long if len(ln) == 1 else ():
+            bo = b[other]
+            top, bottom = _band_at(bo, u)
+            hb = bottom - top
+            if not bo[:, 0].min() - hb <= u <= bo[:, 1].max() + hb:
+                continue
+            dist = max(top - v, v - bottom, 0.0) / max(hb, 1e-6)
+            if best is None or dist < best[0]:
+                best = (dist, top, bottom, bo)
+        if best is not None:
+            dist, top, bottom, bo = best
+            overlap = (min(bottom, b[i, 3]) - max(top, b[i, 2])) / max(min(bottom - top, hi), 1e-6)
+            touches = ((np.minimum(bo[:, 1], b[i, 1]) > np.maximum(bo[:, 0], b[i, 0])) &
+                       (np.minimum(bo[:, 3], b[i, 3]) > np.maximum(bo[:, 2], b[i, 2]))).any()
+            small = b[i, 1] - b[i, 0] <= bottom - top and hi <= 1.5 * (bottom - top)
+            if small and (overlap >= o.join_overlap or (touches and overlap > 0) or dist <= PIECE_REACH):
+                pieces.append(int(i))
+                continue
+        keep.append(ln)
+    return keep, pieces
 
 
 def _chain(b, words, o, prior):
     """Mutual-best chaining of `words` (indices into b (N, 4)); prior: per-word slope (nan: none),
-    used until the word's chain has a slope of its own."""
+    used until the word's chain has a slope of its own. Two rounds: words less than join_gap
+    heights apart, then chain ends up to far_gap apart that overlap by far_overlap (some writers
+    leave three or four heights between words; a far link needs a clear row to itself)."""
     nxt = {int(i): -1 for i in words}
     prv = dict(nxt)
     slope = prior.copy()
-    while True:   # join chain tails to chain heads, mutual best matches, until nothing joins
+    ext = b.copy()   # a word's extent grown to its chain's band: an end word that is a comma or a capital
+    far = False
+    while True:      # join chain tails to chain heads, mutual best matches, until nothing joins
         tails = np.array([i for i in words if nxt[i] == -1], int)
         heads = np.array([i for i in words if prv[i] == -1], int)
-        links = _mutual_links(_link_costs(b, tails, heads, o, slope)) if len(tails) and len(heads) else []
+        links = _mutual_links(_link_costs(ext, tails, heads, o, slope, far, b)) if len(tails) and len(heads) else []
         links = [(int(tails[i]), int(heads[j])) for i, j in links]
         made = 0
         for t, hd in links:
@@ -145,11 +204,36 @@ def _chain(b, words, o, prior):
                 nxt[t], prv[hd] = hd, t
                 made += 1
         if not made:
-            break
+            if far or o.far_gap <= o.join_gap:
+                break
+            far = True
+            continue
         for chain in _chains(words, prv, nxt):
             if len(chain) > 1:
                 slope[chain] = _slope(b[chain])
+                ext[chain] = _band(b[chain])
     return _chains(words, prv, nxt)
+
+
+def _band(b):
+    """Boxes (K, 4) [u0, u1, v0, v1] of one chain -> each box grown to the chain's band at its place
+    (its centre line, least squares, +- half the median height): a line's first or last box is
+    often a capital, a comma or a single letter whose own extent says little about the line's."""
+    top, bottom = _band_at(b, 0.5 * (b[:, 0] + b[:, 1]))
+    out = b.copy()
+    out[:, 2] = np.minimum(b[:, 2], top)
+    out[:, 3] = np.maximum(b[:, 3], bottom)
+    return out
+
+
+def _band_at(b, u):
+    """The band (top, bottom) of the chain of boxes b (K, 4) at positions u along the line."""
+    cu, cv = 0.5 * (b[:, 0] + b[:, 1]), 0.5 * (b[:, 2] + b[:, 3])
+    w = b[:, 1] - b[:, 0] + 1e-6
+    k = _slope(b)
+    mid = np.average(cv, weights=w) + (0.0 if np.isnan(k) else k) * (u - np.average(cu, weights=w))
+    half = 0.5 * float(np.median(b[:, 3] - b[:, 2]))
+    return mid - half, mid + half
 
 
 def _slope_field(b, lines, typical):
@@ -196,11 +280,14 @@ def _chains(words, prv, nxt):
 
 
 def _slope(b):
-    """Least-squares slope of the centres of boxes (K, 4) [u0, u1, v0, v1], nan for one box; |slope| <= 0.2."""
+    """Least-squares slope of the centres of boxes (K, 4) [u0, u1, v0, v1], each weighted by its
+    width (a comma, a lone 'a' or a descender's piece sits low and says little about the line's
+    direction); nan for one box; |slope| <= 0.2."""
     cu, cv = 0.5 * (b[:, 0] + b[:, 1]), 0.5 * (b[:, 2] + b[:, 3])
     if len(b) < 2 or np.ptp(cu) < 1e-6:
         return np.nan
-    return float(np.clip(np.polyfit(cu, cv, 1)[0], -0.2, 0.2))
+    w = np.sqrt(np.maximum(b[:, 1] - b[:, 0], 1e-6))     # polyfit weighs the residuals, not their squares
+    return float(np.clip(np.polyfit(cu, cv, 1, w=w)[0], -0.2, 0.2))
 
 
 def line_angle(q, angle):
