@@ -78,7 +78,8 @@ def _link_costs(b, a_idx, b_idx, o, slope=None, far=False, raw=None):
     slope: per word, the slope of the chain it is in (nan for a lone word): a's extent is carried
     along the chains' mean slope to b before the overlap is measured (baselines drift and curve).
     raw: the words' own boxes when b holds them grown to their chains' bands: the overlap is the
-    better of the two (a band tilted by one word's descender must not undo the boxes' overlap).
+    best of the bands and the boxes, carried and not (a band tilted by one word's descender, or
+    a short chain of letters of one slanted word, must not undo the boxes' overlap).
     """
     shift = 0.0
     if slope is not None:
@@ -86,8 +87,8 @@ def _link_costs(b, a_idx, b_idx, o, slope=None, far=False, raw=None):
         m = np.where(np.isnan(sa), np.where(np.isnan(sb), 0.0, sb), np.where(np.isnan(sb), sa, 0.5 * (sa + sb)))
         shift = m * 0.5 * ((b[b_idx][None, :, 0] + b[b_idx][None, :, 1]) - (b[a_idx][:, None, 0] + b[a_idx][:, None, 1]))
     A, B, overlap = _carried_overlap(b, a_idx, b_idx, shift)
-    if raw is not None:
-        overlap = np.maximum(overlap, _carried_overlap(raw, a_idx, b_idx, shift)[2])
+    for x, sh in ((b, 0.0), (raw, shift), (raw, 0.0)) if raw is not None else ():
+        overlap = np.maximum(overlap, _carried_overlap(x, a_idx, b_idx, sh)[2])
     ha, hb = A[..., 3] - A[..., 2], B[..., 3] - B[..., 2]
     wa, wb = A[..., 1] - A[..., 0], B[..., 1] - B[..., 0]
     gap = B[..., 0] - A[..., 1]
