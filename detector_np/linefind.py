@@ -18,9 +18,15 @@ over CRAFT's region map to cover each line's ink without taking the neighbour's.
    overlap; a link is made when each is the other's cheapest partner (a mutual best match), and
    repeated on the ends of the chains, a chain's extent carried along its slope, until nothing
    joins. Mutual best matches keep touching lines apart: a descender that reaches into the next
-   line's box overlaps it a little, but the word beside it on its own line overlaps it more. A
-   second pass starts every word on the slope of the nearest long line (photographed pages:
-   perspective turns the lines' direction across the page).
+   line's box overlaps it a little, but the word beside it on its own line overlaps it more.
+   A chain's end box is grown to the chain's band (its width-weighted centre line +- half its
+   median height), since a line's first or last box is often a capital or a comma; the overlap
+   of a link is the best of the bands' and the boxes', carried along the slope and not. When
+   nothing more joins, a far round allows gaps up to far_gap heights with overlap far_overlap
+   (writers who leave three or four heights between words). A second pass starts every word on
+   the slope of the nearest long line (photographed pages: perspective turns the lines'
+   direction across the page). One-box chains that are pieces of a longer line (a comma, a
+   descender, a letter boxed apart: small, inside its extent, on its band) become marks.
 3. Regions (with CRAFT's maps). Each line's seed is its words' core pixels (region score >
    seed_score inside its boxes; pixels inside boxes of two lines seed neither). The seeds flood
    the pixels whose region score is > ink_score, highest score first (a watershed on the region
