@@ -2,6 +2,9 @@
 
     python benchmarks/bench_lines.py [--pages 12] [--split heldout] [--cache DIR] [--no-ocr]
 
+Splits: settings are tuned on "train" pages (training hands, seeds TRAIN_SEED0 on; see
+tune_lines.py) and reported on "heldout" pages (held-out hands, seeds HELDOUT_SEED0 on); the
+two share neither hands nor seeds.
 Generated pages (weights/pages.py, held-out hands by default) carry their line polygons and ink
 mask; the photos of --photos (default english.png, french.jpg from tests/data or a folder) carry
 their text in tests/data/<name>.txt, one line per row. Each page is detected once (CRAFT,

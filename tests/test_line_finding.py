@@ -115,6 +115,18 @@ def test_lone_piece_of_a_word_is_a_mark_and_a_lone_word_a_line():
     assert sorted(lines) == [[0, 1, 2], [4]] and marks == [3]
 
 
+def test_letters_chained_beside_their_line_join_it():
+    # a slanted handwritten line (word boxes of a scanned page, rounded): CRAFT boxed the letters
+    # of "nothing" and "they can" apart, and they chained among themselves beside the line
+    words = np.array([box(45, 375, 87, 421), box(91, 380, 204, 430), box(238, 384, 275, 417),
+                      box(313, 383, 369, 417), box(401, 382, 458, 417), box(504, 384, 525, 417),
+                      box(559, 394, 589, 416), box(593, 386, 612, 408), box(613, 391, 622, 408),
+                      box(622, 401, 639, 444), box(681, 376, 745, 419), box(772, 380, 798, 411),
+                      box(796, 399, 815, 437), box(849, 393, 889, 415), box(903, 379, 938, 415)], float)
+    lines, marks, _ = chain_words(words, LineOptions(), center=(490, 410), angle=0.0)
+    assert len(lines) == 1 and sorted(lines[0] + marks) == list(range(len(words)))
+
+
 # ---------------------------------------------------------------- real CRAFT on rendered lines
 def test_punctuation_and_dots_join_their_line(craft):
     im, quads = render([(14, 24, "Yes, it is. Oh; fine, go!")], (520, 100), fk=3)
