@@ -2,6 +2,9 @@
 
     python benchmarks/bench_lines.py [--pages 12] [--split heldout] [--cache DIR] [--no-ocr]
 
+Splits: settings are tuned on "train" pages (training hands, seeds TRAIN_SEED0 on; see
+tune_lines.py) and reported on "heldout" pages (held-out hands, seeds HELDOUT_SEED0 on); the
+two share neither hands nor seeds.
 Generated pages (weights/pages.py, held-out hands by default) carry their line polygons and ink
 mask; the photos of --photos (default english.png, french.jpg from tests/data or a folder) carry
 their text in tests/data/<name>.txt, one line per row. Each page is detected once (CRAFT,
@@ -31,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "weights"))
+sys.path[:0] = [str(ROOT), str(ROOT / "weights")]   # this checkout's packages, and the page generator
 
 from detector_np.detect import DetectOptions, detect  # noqa: E402
 from detector_np.lines import LineOptions, find_lines  # noqa: E402
@@ -42,6 +45,8 @@ from trocr_np.pipeline import PageOptions, ocr_page, resolve_model, trocr_recogn
 METHODS = ("easyocr", "handwriting", "lines")
 MAX_ASPECT = 12.0   # PageOptions.max_aspect of the "lines" row (measured: CER 0.499 at 0, 0.452 at 12)
 PHOTOS = ("english.png", "french.jpg")
+TRAIN_SEED0 = 1000    # train pages (tuning: tune_lines.py) start here
+HELDOUT_SEED0 = 100   # held-out pages start here: held-out seeds 0..99 were looked at while the method was built
 
 
 def raster(poly, size) -> np.ndarray:
@@ -117,7 +122,8 @@ def table(title, rows):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pages", type=int, default=12)
-    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help=f"first page seed (default: {TRAIN_SEED0} for train, {HELDOUT_SEED0} otherwise)")
     ap.add_argument("--split", default="heldout", choices=("train", "heldout", "all"))
     ap.add_argument("--photos", nargs="*", default=None, help="photo paths (default: english.png, french.jpg)")
     ap.add_argument("--cache", default=None, help="folder keeping the detections between runs")
@@ -125,13 +131,14 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = ap.parse_args(argv)
     methods = args.methods
+    first = args.first_seed if args.first_seed is not None else (TRAIN_SEED0 if args.split == "train" else HELDOUT_SEED0)
 
     from pages import find_hands, make_page
     craft = load_craft()
     recognizer = None if args.no_ocr else trocr_recognizer(resolve_model(None), PageOptions())
     rows = []
     hands = find_hands(args.split)
-    for seed in range(args.first_seed, args.first_seed + args.pages):
+    for seed in range(first, first + args.pages):
         page = make_page(seed, hands)
         d = cached_detection(f"{args.split}_{seed:03d}", page.image, craft, args.cache)
         truth = "\n".join(g.text for g in page.lines)

@@ -12,15 +12,9 @@ over CRAFT's region map to cover each line's ink without taking the neighbour's.
    character blobs, at rising region-score thresholds until they come apart; blobs of the region
    map outside every box (short words and initials the size threshold dropped) are added. Boxes
    much smaller than the text height (mark_size) and boxes inside bigger ones are marks.
-2. Chaining. Word b can follow word a when it starts to a's right, less than join_gap heights
-   away, and their vertical extents overlap by at least join_overlap of the smaller one. The cost
-   of a link is the gap and the offset of the centres (in heights) plus twice the missing
-   overlap; a link is made when each is the other's cheapest partner (a mutual best match), and
-   repeated on the ends of the chains, a chain's extent carried along its slope, until nothing
-   joins. Mutual best matches keep touching lines apart: a descender that reaches into the next
-   line's box overlaps it a little, but the word beside it on its own line overlaps it more. A
-   second pass starts every word on the slope of the nearest long line (photographed pages:
-   perspective turns the lines' direction across the page).
+2. Chaining (`detector_np.linechain`): words joined by mutual best matches along the text
+   direction, chain ends grown to their chain's band, a far round for widely spaced words, lone
+   pieces (commas, descenders boxed apart) left to the flood as marks.
 3. Regions (with CRAFT's maps). Each line's seed is its words' core pixels (region score >
    seed_score inside its boxes; pixels inside boxes of two lines seed neither). The seeds flood
    the pixels whose region score is > ink_score, highest score first (a watershed on the region
@@ -47,162 +41,16 @@ from PIL import Image, ImageDraw
 
 from ocr_base.geometry import rotate, side_lengths
 
-from .layout import skew_angle
 from .cv_ops import label_components
+from .layout import skew_angle
+from .linechain import chain_words, upright_boxes
 
 LEVELS = 255      # the region score is quantised to 0..LEVELS for the flood's bucket queue
 _DY = np.array([-1, 1, 0, 0])   # 4-neighbours: up, down, left, right (flood_ref's order)
 _DX = np.array([0, 0, -1, 1])
 
 
-# ------------------------------------------------------------------ words -> chains
-def _upright(q, max_deg):
-    """Deskewed word quads (N, 4, 2) -> (N, 4) [u0, u1, v0, v1]; boxes tilted < max_deg made upright."""
-    sides = side_lengths(q)
-    top = q[:, 1] - q[:, 0]
-    tilt = np.abs(np.rad2deg(np.arctan2(top[:, 1], top[:, 0])))
-    c = q.mean(1)
-    w, h = 0.5 * (sides[:, 0] + sides[:, 2]), 0.5 * (sides[:, 1] + sides[:, 3])
-    ext = np.stack([q[:, :, 0].min(1), q[:, :, 0].max(1), q[:, :, 1].min(1), q[:, :, 1].max(1)], 1)
-    up = np.stack([c[:, 0] - w / 2, c[:, 0] + w / 2, c[:, 1] - h / 2, c[:, 1] + h / 2], 1)
-    return np.where((tilt < max_deg)[:, None], up, ext)
-
-
-def _link_costs(b, a_idx, b_idx, o, slope=None):
-    """Cost of word b_idx[j] following word a_idx[i] ((len(a), len(b)); inf where not allowed).
-
-    slope: per word, the slope of the chain it is in (nan for a lone word): a's extent is carried
-    along the chains' mean slope to b before the overlap is measured (baselines drift and curve).
-    """
-    A, B = b[a_idx][:, None, :], b[b_idx][None, :, :]
-    if slope is not None:
-        sa, sb = slope[a_idx][:, None], slope[b_idx][None, :]
-        m = np.where(np.isnan(sa), np.where(np.isnan(sb), 0.0, sb), np.where(np.isnan(sb), sa, 0.5 * (sa + sb)))
-        shift = m * 0.5 * ((B[..., 0] + B[..., 1]) - (A[..., 0] + A[..., 1]))
-        A = np.broadcast_to(A, shift.shape + (4,)).copy()
-        A[..., 2] += shift
-        A[..., 3] += shift
-    ha, hb = A[..., 3] - A[..., 2], B[..., 3] - B[..., 2]
-    wa, wb = A[..., 1] - A[..., 0], B[..., 1] - B[..., 0]
-    hmin = np.maximum(np.minimum(ha, hb), 1e-6)
-    overlap = (np.minimum(A[..., 3], B[..., 3]) - np.maximum(A[..., 2], B[..., 2])) / hmin
-    gap = B[..., 0] - A[..., 1]
-    ok = ((B[..., 0] + B[..., 1]) > (A[..., 0] + A[..., 1])) & (overlap >= o.join_overlap) \
-        & (gap < o.join_gap * np.maximum(ha, hb)) & (gap > -0.5 * np.minimum(wa, wb))
-    ok &= a_idx[:, None] != b_idx[None, :]
-    hmean = 0.5 * (ha + hb)
-    dv = np.abs((B[..., 2] + B[..., 3]) - (A[..., 2] + A[..., 3])) / 2
-    cost = (np.maximum(gap, 0) + 0.5 * np.maximum(-gap, 0) + dv) / hmean + 2 * (1 - np.minimum(overlap, 1))
-    return np.where(ok, cost, np.inf)
-
-
-def _mutual_links(cost):
-    """Pairs (i, j) that are each other's cheapest finite entry of `cost`."""
-    if cost.size == 0:
-        return []
-    succ, pred = cost.argmin(1), cost.argmin(0)
-    return [(i, j) for i, j in enumerate(succ) if np.isfinite(cost[i, j]) and pred[j] == i]
-
-
-def chain_words(boxes, options, center, angle=None):
-    """Word quads (N, 4, 2), page coords -> (lines: lists of word indices left to right, marks, skew).
-
-    center: pivot of the de-skew (the page centre); angle: the page skew (default: from the boxes).
-    """
-    o = options
-    q = np.asarray(boxes, np.float64).reshape(-1, 4, 2)
-    if angle is None:
-        angle = skew_angle(q) if len(q) else 0.0
-    b = _upright(rotate(q, -angle, center), o.straighten_deg)
-    h, w = b[:, 3] - b[:, 2], b[:, 1] - b[:, 0]
-    typical = float(np.median(h)) if len(b) else 0.0
-    # marks: dots and commas, and pieces inside a bigger box; the flood gives them to their line
-    is_mark = (np.maximum(w, h) < o.mark_size * typical) | _nested(b)
-    words = np.flatnonzero(~is_mark)
-    lines = _chain(b, words, o, np.full(len(b), np.nan))
-    if o.local_slope:   # again, each word carried along the direction of the lines near it
-        lines = _chain(b, words, o, _slope_field(b, lines, typical))
-    return lines, [int(i) for i in np.flatnonzero(is_mark)], angle
-
-
-def _chain(b, words, o, prior):
-    """Mutual-best chaining of `words` (indices into b (N, 4)); prior: per-word slope (nan: none),
-    used until the word's chain has a slope of its own."""
-    nxt = {int(i): -1 for i in words}
-    prv = dict(nxt)
-    slope = prior.copy()
-    while True:   # join chain tails to chain heads, mutual best matches, until nothing joins
-        tails = np.array([i for i in words if nxt[i] == -1], int)
-        heads = np.array([i for i in words if prv[i] == -1], int)
-        links = _mutual_links(_link_costs(b, tails, heads, o, slope)) if len(tails) and len(heads) else []
-        links = [(int(tails[i]), int(heads[j])) for i, j in links]
-        made = 0
-        for t, hd in links:
-            k = hd   # no cycles: hd's chain must not end in t
-            while nxt[k] != -1:
-                k = nxt[k]
-            if k != t:
-                nxt[t], prv[hd] = hd, t
-                made += 1
-        if not made:
-            break
-        for chain in _chains(words, prv, nxt):
-            if len(chain) > 1:
-                slope[chain] = _slope(b[chain])
-    return _chains(words, prv, nxt)
-
-
-def _slope_field(b, lines, typical):
-    """Per box, the slope of the nearest long chain (>= 3 words, spanning >= 4 typical heights):
-    on a photographed page the lines' direction changes across the page (perspective), so the
-    global de-skew leaves the lower lines sloped; a word takes the slope of the line it is closest
-    to, measured across that line at the word's position. nan where there is no long chain."""
-    cu, cv = 0.5 * (b[:, 0] + b[:, 1]), 0.5 * (b[:, 2] + b[:, 3])
-    fits = []
-    for ln in lines:
-        if len(ln) >= 3 and np.ptp(cu[ln]) >= 4 * typical:
-            k, c = np.polyfit(cu[ln], cv[ln], 1)
-            fits.append((float(np.clip(k, -0.2, 0.2)), float(c), cu[ln].min(), cu[ln].max()))
-    if not fits:
-        return np.full(len(b), np.nan)
-    k, c, lo, hi = (np.array(x) for x in zip(*fits))
-    across = np.abs(cv[:, None] - (k[None] * cu[:, None] + c[None]))
-    along = np.maximum(np.maximum(lo[None] - cu[:, None], cu[:, None] - hi[None]), 0)
-    return k[np.argmin(across + 0.25 * along, 1)]
-
-
-def _nested(b):
-    """(N,) bool: boxes [u0, u1, v0, v1] lying mostly (> 60% of their area) inside a larger box
-    (CRAFT sometimes gives a word and a piece of it); they are left to the flood, like marks."""
-    if len(b) < 2:
-        return np.zeros(len(b), bool)
-    area = (b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])
-    iw = np.minimum.outer(b[:, 1], b[:, 1]) - np.maximum.outer(b[:, 0], b[:, 0])
-    ih = np.minimum.outer(b[:, 3], b[:, 3]) - np.maximum.outer(b[:, 2], b[:, 2])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)              # [i, j] = [j, i]
-    inside = (inter > 0.6 * area[None, :]) & (area[:, None] > area[None, :])   # j inside larger i
-    return inside.any(0)
-
-
-def _chains(words, prv, nxt):
-    out = []
-    for i in words:
-        if prv[i] == -1:
-            chain = [int(i)]
-            while nxt[chain[-1]] != -1:
-                chain.append(nxt[chain[-1]])
-            out.append(chain)
-    return out
-
-
-def _slope(b):
-    """Least-squares slope of the centres of boxes (K, 4) [u0, u1, v0, v1], nan for one box; |slope| <= 0.2."""
-    cu, cv = 0.5 * (b[:, 0] + b[:, 1]), 0.5 * (b[:, 2] + b[:, 3])
-    if len(b) < 2 or np.ptp(cu) < 1e-6:
-        return np.nan
-    return float(np.clip(np.polyfit(cu, cv, 1)[0], -0.2, 0.2))
-
-
+# ------------------------------------------------------------------ line direction
 def line_angle(q, angle):
     """Direction of a line (radians): the page skew plus a least-squares slope through its words' centres."""
     c = q.reshape(-1, 4, 2).mean(1)
@@ -359,7 +207,7 @@ def split_merged(q, score_text, s, angle, center, options):
     joined words of two touching lines: a descender's affinity reached the next line) is replaced by
     the boxes of its character blobs (region score > seed_score), upright in the de-skewed frame."""
     o = options
-    b = _upright(rotate(q, -angle, center), o.straighten_deg)
+    b = upright_boxes(rotate(q, -angle, center), o.straighten_deg)
     h = b[:, 3] - b[:, 2]
     typical = float(np.median(h))
     out = []
@@ -377,7 +225,7 @@ def split_merged(q, score_text, s, angle, center, options):
             keep = stats[:, 4] >= 3
             keep[0] = False
             pieces = _blob_quads(lab, n, keep, s, angle, center, (x0, y0))
-            pb = _upright(rotate(pieces, -angle, center), o.straighten_deg)
+            pb = upright_boxes(rotate(pieces, -angle, center), o.straighten_deg)
             ph, pw = pb[:, 3] - pb[:, 2], pb[:, 1] - pb[:, 0]
             tall = ph > o.split_height * typical
             if not tall.any():

@@ -51,7 +51,8 @@ class LineOptions:
     overlap vertically by more than this fraction of the smaller height, and are less than
     width_ths * height apart, share a row and are merged.
     join_gap .. ink_score: method "lines" (`detector_np.linefind`): words join when less than
-    join_gap heights apart and overlapping vertically by join_overlap of the smaller height; boxes
+    join_gap heights apart and overlapping vertically by join_overlap of the smaller height (then,
+    in a second round, chain ends up to far_gap heights apart overlapping by far_overlap); boxes
     smaller than mark_size times the typical height are marks (dots, commas), boxes taller than
     split_height typical heights (two touching lines joined) are split into their characters;
     local_slope: chain twice, the second time along the direction of the nearest long line; a line's seed is its
@@ -69,6 +70,8 @@ class LineOptions:
     straighten_deg: float = 25.0
     row_overlap: float = 0.6
     join_gap: float = 2.5
+    far_gap: float = 6.0
+    far_overlap: float = 0.7
     join_overlap: float = 0.5
     mark_size: float = 0.45
     split_height: float = 1.5
@@ -83,7 +86,7 @@ class LineOptions:
         if self.method not in METHODS:
             raise ValueError(f"LineOptions.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         for name in ("slope_ths", "ycenter_ths", "height_ths", "width_ths", "add_margin", "min_size",
-                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "join_overlap", "mark_size", "split_height", "band",
+                     "deskew_min_deg", "straighten_deg", "row_overlap", "join_gap", "far_gap", "far_overlap", "join_overlap", "mark_size", "split_height", "band",
                      "seed_score", "ink_score"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):

@@ -85,6 +85,48 @@ def test_chain_words_joins_gaps_and_keeps_rows_and_columns_apart():
     assert sorted(lines) == [[0, 1, 2], [3, 4], [5]] and marks == []
 
 
+def test_chain_band_joins_a_comma_ended_word_to_a_capital():
+    # "Squares, Pentagons": the comma drags the last box down, the capital P sits high; the boxes
+    # overlap by 8 / 26 heights only, the chain's band (rows 100..130) by 16 / 26
+    words = np.array([box(0, 100, 60, 130), box(70, 100, 130, 130), box(140, 100, 200, 130),
+                      box(210, 108, 250, 136), box(290, 90, 320, 116), box(322, 100, 380, 130),
+                      box(390, 100, 450, 130)], float)
+    lines, marks, _ = chain_words(words, LineOptions(), center=(225, 115))
+    assert lines == [[0, 1, 2, 3, 4, 5, 6]] and marks == []
+
+
+def test_far_round_joins_widely_spaced_words_not_columns():
+    # a writer who leaves 3.5 heights between words (rows 1, 2); row 3 has two columns 9 heights apart
+    words = np.array([box(0, 100, 60, 130), box(165, 100, 225, 130), box(330, 101, 390, 131),
+                      box(0, 200, 60, 230), box(165, 199, 225, 229), box(330, 200, 390, 230),
+                      box(0, 300, 60, 330), box(330, 300, 390, 330)], float)
+    lines, _, _ = chain_words(words, LineOptions(), center=(200, 215))
+    assert sorted(lines) == [[0, 1, 2], [3, 4, 5], [6], [7]]
+    lines, _, _ = chain_words(words, LineOptions(far_gap=0), center=(200, 215))
+    assert len(lines) == 8                                # the first round alone keeps them apart
+
+
+def test_lone_piece_of_a_word_is_a_mark_and_a_lone_word_a_line():
+    # a descender boxed apart under word 1 (narrow, overlapping it) is left to the flood; a whole
+    # word on the row below stays a line of its own
+    words = np.array([box(0, 100, 60, 130), box(70, 100, 130, 130), box(140, 100, 200, 130),
+                      box(126, 124, 138, 146), box(60, 150, 130, 180)], float)
+    lines, marks, _ = chain_words(words, LineOptions(), center=(100, 140))
+    assert sorted(lines) == [[0, 1, 2], [4]] and marks == [3]
+
+
+def test_letters_chained_beside_their_line_join_it():
+    # a slanted handwritten line (word boxes of a scanned page, rounded): CRAFT boxed the letters
+    # of "nothing" and "they can" apart, and they chained among themselves beside the line
+    words = np.array([box(45, 375, 87, 421), box(91, 380, 204, 430), box(238, 384, 275, 417),
+                      box(313, 383, 369, 417), box(401, 382, 458, 417), box(504, 384, 525, 417),
+                      box(559, 394, 589, 416), box(593, 386, 612, 408), box(613, 391, 622, 408),
+                      box(622, 401, 639, 444), box(681, 376, 745, 419), box(772, 380, 798, 411),
+                      box(796, 399, 815, 437), box(849, 393, 889, 415), box(903, 379, 938, 415)], float)
+    lines, marks, _ = chain_words(words, LineOptions(), center=(490, 410), angle=0.0)
+    assert len(lines) == 1 and sorted(lines[0] + marks) == list(range(len(words)))
+
+
 # ---------------------------------------------------------------- real CRAFT on rendered lines
 def test_punctuation_and_dots_join_their_line(craft):
     im, quads = render([(14, 24, "Yes, it is. Oh; fine, go!")], (520, 100), fk=3)
