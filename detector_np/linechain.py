@@ -72,9 +72,27 @@ def _link_costs(b, a_idx, b_idx, o, slope=None, far=False, raw=None):
         & (gap < max_gap * np.maximum(ha, hb)) & (gap > -0.5 * np.minimum(wa, wb))
     ok &= a_idx[:, None] != b_idx[None, :]
     hmean = 0.5 * (ha + hb)
+    if far:   # a gap wider than join_gap must not be a column gutter
+        wide = ok & (gap >= o.join_gap * np.maximum(ha, hb))
+        for i, j in zip(*np.nonzero(wide)):
+            ok[i, j] = not _gutter(raw if raw is not None else b, B[i, j], hmean[i, j])
     dv = np.abs((B[..., 2] + B[..., 3]) - (A[..., 2] + A[..., 3])) / 2
     cost = (np.maximum(gap, 0) + 0.5 * np.maximum(-gap, 0) + dv) / hmean + 2 * (1 - np.minimum(overlap, 1))
     return np.where(ok, cost, np.inf)
+
+
+def _gutter(b, head, h):
+    """Does a column gutter run just before `head` (a box [u0, u1, v0, v1])? Looked for on the next
+    rows up and down (boxes whose centres are 0.6 to 1.8 line heights h away; a heading further
+    off may span the columns): a column's words start where `head` starts (left edges within h/2)
+    and no ink there reaches into the white before it. A writer's wide word space has neither:
+    the rows around it have their words elsewhere."""
+    u = head[0] - 0.5 * h
+    dv = np.abs(0.5 * (b[:, 2] + b[:, 3]) - 0.5 * (head[2] + head[3])) / h
+    near = (dv > 0.6) & (dv < 1.8)
+    crossed = np.any(near & (b[:, 0] <= u) & (b[:, 1] >= u))
+    aligned = np.any(near & (np.abs(b[:, 0] - head[0]) < 0.5 * h))
+    return bool(aligned and not crossed)
 
 
 def _carried_overlap(b, a_idx, b_idx, shift):

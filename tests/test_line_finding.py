@@ -96,14 +96,24 @@ def test_chain_band_joins_a_comma_ended_word_to_a_capital():
 
 
 def test_far_round_joins_widely_spaced_words_not_columns():
-    # a writer who leaves 3.5 heights between words (rows 1, 2); row 3 has two columns 9 heights apart
-    words = np.array([box(0, 100, 60, 130), box(165, 100, 225, 130), box(330, 101, 390, 131),
-                      box(0, 200, 60, 230), box(165, 199, 225, 229), box(330, 200, 390, 230),
+    # a writer who leaves 3-3.5 heights between words (rows 1, 2; each row's words where the other
+    # row has its gaps, as in writing); row 3 has two columns 9 heights apart
+    words = np.array([box(0, 100, 60, 130), box(165, 100, 260, 130), box(365, 101, 470, 131),
+                      box(0, 150, 160, 180), box(250, 149, 355, 179), box(460, 150, 520, 180),
                       box(0, 300, 60, 330), box(330, 300, 390, 330)], float)
     lines, _, _ = chain_words(words, LineOptions(), center=(200, 215))
     assert sorted(lines) == [[0, 1, 2], [3, 4, 5], [6], [7]]
     lines, _, _ = chain_words(words, LineOptions(far_gap=0), center=(200, 215))
     assert len(lines) == 8                                # the first round alone keeps them apart
+
+
+def test_far_round_keeps_a_column_gutter():
+    # two columns 4 heights apart (inside far_gap): nothing on the rows beside the gap reaches
+    # into it, so no far link crosses it; each column's lines stay apart
+    left = [box(0, 100 + 45 * r, 150 + 20 * (r % 2), 130 + 45 * r) for r in range(4)]
+    right = [box(290, 100 + 45 * r, 420, 130 + 45 * r) for r in range(4)]
+    lines, _, _ = chain_words(np.array(left + right, float), LineOptions(), center=(200, 200))
+    assert sorted(lines) == [[0], [1], [2], [3], [4], [5], [6], [7]]
 
 
 def test_lone_piece_of_a_word_is_a_mark_and_a_lone_word_a_line():
