@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .decoder import decoder_forward, init_cache, reorder_cache
+from .decoder import decoder_forward, drop_rows, init_cache, reorder_cache
 from .encoder import encoder_forward
 
 NEG = np.float32(-1.0e9)  # HF's "never pick this" offset in beam search (exact in float32)
@@ -276,44 +276,39 @@ def _step(params, cfg, tokens, cache, output_attentions):
 
 
 def greedy_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
-    """HF `_sample` with do_sample=False: argmax of the processed logits; finished rows are fed pad.
+    """HF `_sample` with do_sample=False: argmax of the processed logits.
 
+    HF keeps a finished row in the batch and feeds it pad until every row is done; here it leaves
+    the batch, and its K/V cache rows with it (`decoder.drop_rows`), so each later step costs only
+    the rows still running. Rows do not interact, so the ids are the same.
     encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
     B = encoder_hidden_states.shape[0]
     output_attentions = o.output_attentions
     cache = init_cache(params, cfg, encoder_hidden_states, o.max_length)
-    ids = np.full((B, 1), o.decoder_start_token_id, dtype=np.int64)
-    logprobs = np.zeros((B, 0), dtype=np.float32)
-    unfinished = np.ones(B, dtype=bool)
-    atts = []
+    ids = np.full((B, 1), o.decoder_start_token_id, dtype=np.int64)   # (R, t): the R running rows
+    logprobs = np.zeros((B, 0), dtype=np.float32)                     # (R, t - 1)
+    rows = np.arange(B)                                               # (R,) image of each running row
+    seqs, lps, atts = [None] * B, [None] * B, [[] for _ in range(B)]
     eos = np.array(o.eos_token_id, dtype=np.int64)
-    while True:
+    while len(rows):
         logits, att = _step(params, cfg, ids[:, -1], cache, output_attentions)
         scores = _process(ids, logits, o)
         nxt = np.argmax(scores, axis=-1)
         lp = np.take_along_axis(log_softmax(scores), nxt[:, None], axis=1)
-        if len(eos):
-            nxt = np.where(unfinished, nxt, o.pad_token_id)
         ids = np.concatenate([ids, nxt[:, None]], axis=1)
         logprobs = np.concatenate([logprobs, lp], axis=1)
         if att is not None:
-            atts.append(att)
-        unfinished &= ~(np.isin(nxt, eos) | (ids.shape[1] >= o.max_length))
-        if not unfinished.any():
-            break
-
-    seqs, lps, atts_out = [], [], [] if output_attentions else None
-    for b in range(B):
-        row = ids[b].tolist()
-        n = len(row)
-        for t in range(1, len(row)):  # cut after the first EOS: what follows is padding
-            if row[t] in o.eos_token_id:
-                n = t + 1
-                break
-        seqs.append(row[:n])
-        lps.append([float(x) for x in logprobs[b, :n - 1]])
-        if output_attentions:
-            atts_out.append(np.stack([a[b] for a in atts[:n - 1]]))
+            for b, a in zip(rows, att):
+                atts[b].append(a)
+        done = np.isin(nxt, eos) | (ids.shape[1] >= o.max_length)
+        if done.any():
+            for k in np.flatnonzero(done):
+                seqs[rows[k]] = ids[k].tolist()
+                lps[rows[k]] = [float(x) for x in logprobs[k]]
+            keep = np.flatnonzero(~done)
+            order = drop_rows(cache, keep)
+            ids, logprobs, rows = ids[order], logprobs[order], rows[order]
+    atts_out = [np.stack(a) for a in atts] if output_attentions else None
     return GenerationOutput(seqs, lps, [float(np.sum(np.float32(l), dtype=np.float32)) for l in lps], atts_out)
 
 
