@@ -15,6 +15,9 @@ float32 in the same alternating runs:
                     tokens (a fresh subprocess each), against the weight file's size; also less
                     the process's RSS before loading (Python, NumPy, Numba)
   beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line
+With --onnx it instead times ONNX Runtime (benchmarks/onnx_peer.py: torch.onnx export, float32 and
+quantize_dynamic int8) against our float32 and int8 and torch on the encoder / token / step x4 / greedy rows,
+after checking the float32 export against transformers (logits within 1e-4, greedy ids equal).
 The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
 minimum is the least disturbed estimate (medians are printed too). Both run float32 at the same thread count:
@@ -24,6 +27,7 @@ for the reference. Numba kernels are serial; the encoder runs them on its own wo
 
     python benchmarks/bench_trocr.py [--configs base large] [--threads N] [--repeat 3]
     python benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 [--no-torch]
+    python benchmarks/bench_trocr.py --configs base --onnx        (needs the bench extra: onnxruntime, onnx)
 
 It prints the CPU model and the OpenBLAS kernel in use (threadpoolctl, a benchmark-only extra).
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where a machine sets them, choose that kernel; users'
@@ -48,6 +52,9 @@ def parse_args():
     ap.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float16", "bfloat16", "int8"],
                     help="also time these converted copies against our float32")
     ap.add_argument("--no-torch", dest="torch", action="store_false", help="skip the torch comparisons")
+    ap.add_argument("--onnx", action="store_true",
+                    help="ONNX Runtime float32 + int8 (benchmarks/onnx_peer.py) against our float32 + int8 and torch, "
+                         "instead of the trocr-np vs torch rows")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)  # internal: one RSS measurement
     return ap.parse_args()
 
@@ -228,6 +235,83 @@ def dtype_rows(name, tmp, model, px, n):
     return rows
 
 
+def alternate(fns, repeat):
+    """{label: fn} -> {label: [seconds]}: one warm-up each, then `repeat` rounds, one call of each per round.
+    A fn returning a list gives per-step times (extended); otherwise the call itself is timed."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            out = fn()
+            dt = time.perf_counter() - t0
+            times[k].extend(out if isinstance(out, list) else [dt])
+    return times
+
+
+def onnx_rows(name, tmp, hf, model, px, n):
+    """ONNX Runtime float32 and int8 (onnx_peer: torch.onnx export, quantize_dynamic) against our float32 and
+    int8 (`trocr-np convert --dtype int8` of the same folder) and torch: encoder, token, 4-row step, greedy.
+    First checks the float32 peer against transformers (logits within 1e-4, greedy ids equal)."""
+    import onnx_peer
+    from trocr_np.convert import convert_trocr
+
+    d8 = os.path.join(tmp, "int8")
+    model8 = load_model(d8 if os.path.isdir(d8) else convert_trocr(tmp, d8, dtype="int8"), tokenizer=False)
+    t0 = time.perf_counter()
+    ort32 = onnx_peer.export_trocr(hf, os.path.join(tmp, "onnx"), int8=False, threads=ARGS.threads)
+    ort8 = onnx_peer.export_trocr(hf, os.path.join(tmp, "onnx"), int8=True, threads=ARGS.threads)
+    print(f"[{name}] ONNX export + int8 quantisation {time.perf_counter() - t0:.1f} s (opset {onnx_peer.OPSET}, "
+          f"onnxruntime {onnx_peer.ort.__version__})", flush=True)
+    with torch.inference_mode():
+        c32, c8 = (onnx_peer.check(hf, p, px, n) for p in (ort32, ort8))
+        ref = hf.generate(torch.from_numpy(px), max_new_tokens=n, min_new_tokens=n, num_beams=1,
+                          do_sample=False).numpy()
+    ours8 = np.stack(ours_greedy(model8, px, n))  # one sequence per image, all n + 1 long (EOS suppressed)
+    for label, c in (("ORT float32", c32), ("ORT int8", c8)):
+        print(f"[{name}] {label} vs transformers: " + ", ".join(f"{k} {v:.3g}" for k, v in c.items()), flush=True)
+    print(f"[{name}] our int8 vs transformers greedy: equal {float((ours8 == ref).mean()):.3g}, first differing "
+          f"token {onnx_peer.first_diff(ours8, ref)}", flush=True)
+    assert max(c32["encoder"], c32["prefill logits"], c32["cached logits"]) <= 1e-4, c32
+    assert c32["greedy equal"] == 1.0, c32
+
+    enc = encoder_forward(model.params, model.config, px)
+    px_t = torch.from_numpy(px)
+
+    def steps(e):  # per-step times of an n-token decode for the rows of e, the prefill step dropped
+        return {"ours f32": lambda: ours_steps(model, e, n)[1:], "ours int8": lambda: ours_steps(model8, e, n)[1:],
+                "ORT f32": lambda: ort32.step_time(e, n)[1:], "ORT int8": lambda: ort8.step_time(e, n)[1:],
+                "torch": lambda: torch_steps(hf, torch.from_numpy(e), n)[1:]}
+    cases = {
+        # our int8 folder keeps the encoder float32 (convert_trocr's default); ORT int8 quantises it too
+        "encoder / image": {"ours f32": lambda: encoder_forward(model.params, model.config, px),
+                            "ours int8": lambda: encoder_forward(model8.params, model8.config, px),
+                            "ORT f32": lambda: ort32.encode(px), "ORT int8": lambda: ort8.encode(px),
+                            "torch": lambda: hf.encoder(px_t)},
+        "decoder / token": steps(enc),
+        "decoder / step, 4 rows": steps(np.repeat(enc, 4, axis=0)),
+        f"greedy {n} tok (enc+dec)": {
+            "ours f32": lambda: ours_greedy(model, px, n), "ours int8": lambda: ours_greedy(model8, px, n),
+            "ORT f32": lambda: ort32.greedy(px, n), "ORT int8": lambda: ort8.greedy(px, n),
+            "torch": lambda: hf.generate(px_t, max_new_tokens=n, min_new_tokens=n, num_beams=1, do_sample=False)},
+    }
+    rows = []
+    for what, fns in cases.items():
+        if not ARGS.torch:
+            fns.pop("torch")
+        with torch.inference_mode():
+            times = alternate(fns, ARGS.repeat if "greedy" not in what else max(1, ARGS.repeat - 1))
+        best = {k: min(v) for k, v in times.items()}
+        print(f"[{name}] {what:24s} " + "  ".join(f"{k} {t * 1e3:8.1f}" for k, t in best.items()) +
+              f" ms   ours/ORT f32 {best['ours f32'] / best['ORT f32']:4.2f}  "
+              f"int8 {best['ours int8'] / best['ORT int8']:4.2f}   load {os.getloadavg()[0]:.2f}", flush=True)
+        rows += [(name, f"{what} ours/ORT {dt}", best[f"ours {dt}"], best[f"ORT {dt}"]) for dt in ("f32", "int8")]
+        if ARGS.torch:
+            rows.append((name, f"{what} ORT f32/torch", best["ORT f32"], best["torch"]))
+    return rows
+
+
 def main():
     if ARGS.rss_child:
         return rss_child(ARGS.rss_child)
@@ -248,6 +332,9 @@ def main():
             px_t = torch.from_numpy(px)
             if len(ARGS.dtype) > 1 or ARGS.dtype != ["float32"]:
                 rows += dtype_rows(name, tmp, model, px, n)
+            if ARGS.onnx:
+                rows += onnx_rows(name, tmp, hf, model, px, n)
+                continue
             if not ARGS.torch:
                 continue
             with torch.inference_mode():
