@@ -69,6 +69,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))   # _reference: EasyOCR's CRAFT modules without torchvision
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))             # this checkout's packages first
 
 from trocr_np import GenerationOptions, PageOptions  # noqa: E402
 from trocr_np.model import load_model  # noqa: E402

@@ -341,8 +341,11 @@ def test_a_drawing_that_cannot_be_written_is_an_error_record(inputs, tmp_path, c
 # ---------------------------------------------------------------- progress
 def test_progress_bar_on_a_terminal(inputs):
     master, slave = pty.openpty()
+    # --batch-size 1: each page recognised on its own (ocr_files holds pages until batch_size crops),
+    # so the bar moves page by page
     p = subprocess.Popen([sys.executable, "-m", "trocr_np", "ocr", str(inputs[1]), str(inputs[2]), *SMALL,
-                          "--dpi", "72"], stdout=subprocess.PIPE, stderr=slave, env=ENV, cwd=ROOT)
+                          "--dpi", "72", "--batch-size", "1"], stdout=subprocess.PIPE, stderr=slave, env=ENV,
+                         cwd=ROOT)
     os.close(slave)
     chunks = []
     while True:

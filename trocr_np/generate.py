@@ -313,7 +313,8 @@ def greedy_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> G
 
 
 def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
-    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step.
+    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step; an image whose
+    result can no longer change leaves the batch (step h).
 
     encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
     B, nb, L = encoder_hidden_states.shape[0], o.num_beams, o.max_length
@@ -339,6 +340,8 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
     finished = np.zeros((B, nb), dtype=bool)
     can_improve = np.ones((B, 1), dtype=bool)
     run_att = fin_att = None
+    imgs = np.arange(B)                                 # image of each batch entry (images leave as they end)
+    out = [None] * B                                    # per image: (seq, beam indices, log-probs, score, att)
     cur = 1
     while True:
         flat_ids = run_seq[:, :, :cur].reshape(B * nb, cur)
@@ -403,11 +406,32 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
         if not (can_improve.any() and not (finished.all() and early is True) and not hits.all()):
             break
 
-    out_seq, out_lp, out_att = [], [], [] if output_attentions else None
+        # h. an image that cannot improve (all its beams finished; HF then masks its candidates with
+        # -1e9, so its finished beams never change again) leaves the batch with its cache rows. The
+        # stopping rule over the others is unchanged: the images left are all finished, and `hits`
+        # is all-true only at the length limit (at most nb of the K candidates are EOS).
+        gone = ~can_improve[:, 0] | (np.all(finished, axis=1) & (early is True))
+        if gone.any():
+            for b in np.flatnonzero(gone):
+                out[imgs[b]] = (seqs[b, 0], bidx[b, 0], tlp[b, 0], beam_scores[b, 0],
+                                fin_att[b, 0] if output_attentions else None)
+            keep = np.flatnonzero(~gone)
+            order = drop_rows(cache, (keep[:, None] * nb + np.arange(nb)).ravel())[::nb] // nb
+            imgs, run_seq, run_scores, run_bidx, run_tlp, seqs, beam_scores, bidx, tlp, finished, can_improve = (
+                a[order] for a in (imgs, run_seq, run_scores, run_bidx, run_tlp, seqs, beam_scores, bidx, tlp,
+                                   finished, can_improve))
+            if output_attentions:
+                run_att, fin_att = run_att[order], fin_att[order]
+            B = len(keep)
+
     for b in range(B):
-        n = int(np.sum(bidx[b, 0] != -1))  # generated tokens of the best beam
-        out_seq.append(seqs[b, 0, :n + 1].tolist())
-        out_lp.append([float(x) for x in tlp[b, 0, :n]])
+        out[imgs[b]] = (seqs[b, 0], bidx[b, 0], tlp[b, 0], beam_scores[b, 0],
+                        fin_att[b, 0] if output_attentions else None)
+    out_seq, out_lp, out_att = [], [], [] if output_attentions else None
+    for seq, bi, lp, _, att in out:
+        n = int(np.sum(bi != -1))  # generated tokens of the best beam
+        out_seq.append(seq[:n + 1].tolist())
+        out_lp.append([float(x) for x in lp[:n]])
         if output_attentions:
-            out_att.append(fin_att[b, 0, :n].copy())
-    return GenerationOutput(out_seq, out_lp, [float(s) for s in beam_scores[:, 0]], out_att)
+            out_att.append(att[:n].copy())
+    return GenerationOutput(out_seq, out_lp, [float(o[3]) for o in out], out_att)
