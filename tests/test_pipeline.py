@@ -144,6 +144,9 @@ def test_consecutive_pages_recognised_together_one_bad_page_costs_no_other(craft
     out = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5, calls), options=SMALL))
     assert calls == [4]                            # four one-line pages, one call
     assert [r.text if r.ok else r.error_type for r in out] == ["line0", "line1", "ImageError", "line3", "line4"]
+    ahead = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5), options=replace(SMALL, overlap=True)))
+    same = lambda rs: [(r.source, r.ok, r.text if r.ok else r.error, r.ok and [ln.box for ln in r.lines]) for r in rs]
+    assert same(ahead) == same(out)                # detection one page ahead on a thread: the same records
     calls.clear()
     out = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5, calls),
                          options=replace(SMALL, batch_size=2)))

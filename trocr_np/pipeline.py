@@ -31,6 +31,7 @@ import json
 import os
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -80,6 +81,9 @@ class PageOptions:
     words:        find each line's words, their boxes and confidences (Line.words; generation then
                   also returns cross-attention, which places words CRAFT's boxes do not match).
     pdf_dpi:      resolution PDF pages are rendered at.
+    overlap:      in `ocr_files`, detect the next page on a thread while the current batch is
+                  recognised. Off by default: on 2 cores both stages already use both
+                  (benchmarks/bench_page.py measures it).
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -92,6 +96,7 @@ class PageOptions:
     max_aspect: float = 12.0
     words: bool = True
     pdf_dpi: float = 300
+    overlap: bool = False
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -99,7 +104,7 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"PageOptions.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        for name in ("polarity", "mask_outside"):
+        for name in ("polarity", "mask_outside", "overlap"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"PageOptions.{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.group_images, bool):
@@ -485,6 +490,41 @@ def expand_inputs(inputs: Iterable) -> list[Path]:
     return out
 
 
+def _started_pages(files, craft, ref, options: PageOptions, progress) -> Iterator[_Pending | ErrorRecord]:
+    """Every page of every file loaded, detected and cropped (`_start_page`), or its error record."""
+    for i, path in enumerate(files):
+        if progress is not None:
+            progress(i, len(files), path)
+        t0 = time.perf_counter()
+        try:
+            n_pages, pages = iter_pages(path, dpi=options.pdf_dpi)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            yield _page_error(path, e)
+            continue
+        open_s = time.perf_counter() - t0
+        for k in range(1, n_pages + 1):
+            t0 = time.perf_counter()
+            try:
+                pg = next(pages)    # a PDF page is rendered here
+                load_s = time.perf_counter() - t0 + (open_s if k == 1 else 0.0)
+                p = _start_page(pg, craft, ref, options, str(path), k)
+            except Exception as e:  # noqa: BLE001 - one bad page must not stop the batch
+                yield _page_error(path, e, k, n_pages)
+                continue
+            p.page_count, p.timings["load"] = n_pages, p.timings["load"] + load_s
+            yield p
+
+
+def _one_ahead(items: Iterator) -> Iterator:
+    """`items`, each next one made on a thread while the caller works on the current one."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="trocr_np_ahead") as ex:
+        nxt = ex.submit(next, items, end)
+        while (item := nxt.result()) is not end:
+            nxt = ex.submit(next, items, end)
+            yield item
+
+
 def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
               refiner=None, recognizer=None, progress: Callable | None = None) -> Iterator[PageResult | ErrorRecord]:
     """OCR every page of every input (files or folders); a bad file yields an ErrorRecord and the rest go on.
@@ -493,7 +533,8 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageO
     With options.group_images, pages are held back, detected and cropped, until their crops number
     options.batch_size (or the inputs end); then all their crops are recognised together and the
     pages yielded, in input order with any error records between them. A page's "recognize" time
-    is its share (by crops) of its batch's. The other arguments are `ocr_page`'s.
+    is its share (by crops) of its batch's. With options.overlap, the next page is detected while
+    the current batch is recognised. The other arguments are `ocr_page`'s.
     """
     craft, ref = resolve_detector(detector_params, options.detect, refiner)
     if recognizer is None:  # load the model once for the whole batch
@@ -507,31 +548,11 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageO
             yield h if isinstance(h, ErrorRecord) else next(done)
         held.clear()
 
-    files = expand_inputs(inputs)
-    for i, path in enumerate(files):
-        if progress is not None:
-            progress(i, len(files), path)
-        t0 = time.perf_counter()
-        try:
-            n_pages, pages = iter_pages(path, dpi=options.pdf_dpi)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            held.append(_page_error(path, e))
-            if not n_crops:
-                yield from flush()   # nothing pending: the error record goes out at once
-            continue
-        open_s = time.perf_counter() - t0
-        for k in range(1, n_pages + 1):
-            t0 = time.perf_counter()
-            try:
-                pg = next(pages)    # a PDF page is rendered here
-                load_s = time.perf_counter() - t0 + (open_s if k == 1 else 0.0)
-                p = _start_page(pg, craft, ref, options, str(path), k)
-                p.page_count, p.timings["load"] = n_pages, p.timings["load"] + load_s
-                held.append(p)
-                n_crops += len(p.crops)
-            except Exception as e:  # noqa: BLE001 - one bad page must not stop the batch
-                held.append(_page_error(path, e, k, n_pages))
-            if not n_crops or n_crops >= options.batch_size or not options.group_images:
-                yield from flush()
-                n_crops = 0
+    items = _started_pages(expand_inputs(inputs), craft, ref, options, progress)
+    for item in _one_ahead(items) if options.overlap else items:
+        held.append(item)
+        n_crops += len(item.crops) if isinstance(item, _Pending) else 0
+        if not n_crops or n_crops >= options.batch_size or not options.group_images:
+            yield from flush()       # (an error record with nothing pending goes out at once)
+            n_crops = 0
     yield from flush()

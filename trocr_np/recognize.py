@@ -60,7 +60,7 @@ BATCH_SIZE = 32
 
 # The encoder runs on chunks of at most this many bytes of activations per chunk (its per-image
 # scratch: q, k, v, attention output and residuals, 6 * S * D, plus the MLP's S * F, float32; 18 MB
-# for ViT-base at 384 px, so 14 images). Bigger chunks buy nothing: one image is already a
+# for ViT-base at 384 px, so 15 images). Bigger chunks buy nothing: one image is already a
 # 577-row GEMM.
 ENCODER_CHUNK_BYTES = 256 << 20
 
