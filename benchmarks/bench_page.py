@@ -21,8 +21,10 @@ on every side. Each side recognises the same crops (ours: `ocr_page`'s; whole li
   --overlap  two pages read one after the other, against the same two with the second page's
              detection run on a thread while the first page is recognised.
 
-Each variant runs --repeat times, alternating (A B C ... A B C ...), fastest reported; the detector /
-recognition split is from that same run. Threads: OpenBLAS and our workers --threads, torch
+Each variant runs --repeat times, alternating (A B C ... A B C ...), fastest reported (the first
+pass is also the warm-up: Numba, page-in of the memory-mapped weights); the detector / recognition
+split is from that same run. --work-dir keeps the built model, its conversions and the ONNX graphs
+for the next run (the ONNX export alone takes minutes). Threads: OpenBLAS and our workers --threads, torch
 set_num_threads, ORT intra-op threads, all the same.
 
     python benchmarks/bench_page.py [--threads 2] [--repeat 2] [--tokens 16] [--no-torch] [--no-onnx] [--overlap]
@@ -49,6 +51,7 @@ def parse_args():
     ap.add_argument("--no-onnx", dest="onnx", action="store_false")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
     ap.add_argument("--overlap", action="store_true", help="also time detection overlapped with recognition")
+    ap.add_argument("--work-dir", default=None, help="keep the models and ONNX graphs here and reuse them")
     return ap.parse_args()
 
 
@@ -94,9 +97,12 @@ def render_page(n_lines=20, size=(1000, 1400)):
 
 
 def build(out_dir):
-    """A random transformers TrOCR at the base layout, saved to out_dir; returns it (eval)."""
+    """A random transformers TrOCR at the base layout, saved to out_dir (or loaded from it); returns it (eval)."""
     from transformers import TrOCRConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
     import torch
+
+    if Path(out_dir, "model.safetensors").is_file():
+        return VisionEncoderDecoderModel.from_pretrained(out_dir).eval()
 
     vit = ViTConfig(image_size=384, patch_size=16, qkv_bias=False, hidden_size=768, num_hidden_layers=12,
                     num_attention_heads=12, intermediate_size=3072)
@@ -181,15 +187,19 @@ def main():
     options = PageOptions(generation=gen, words=False, max_aspect=0)
     from detector_np.weights import load_craft
     craft = load_craft()
-    tmp = tempfile.mkdtemp(prefix="bench_page_")
+    tmp = ARGS.work_dir or tempfile.mkdtemp(prefix="bench_page_")
+    os.makedirs(tmp, exist_ok=True)
     try:
         t0 = time.perf_counter()
         hf = build(tmp)
         models = {"float32": load_model(tmp, tokenizer=False)}
         from trocr_np.convert import convert_trocr
         for dt in ARGS.dtypes:
+            dst = os.path.join(tmp, dt)
             if dt != "float32":
-                models[dt] = load_model(convert_trocr(tmp, os.path.join(tmp, dt), dtype=dt), tokenizer=False)
+                if not os.path.isfile(os.path.join(dst, "model.safetensors")):
+                    convert_trocr(tmp, dst, dtype=dt)
+                models[dt] = load_model(dst, tokenizer=False)
         print(f"models built and converted in {time.perf_counter() - t0:.0f} s", flush=True)
         regions = page_regions(rgb, craft, options)
         crops = page_crops(rgb, regions, options)
@@ -235,23 +245,26 @@ def main():
         if ARGS.overlap:
             runs.update(overlap_runs(models["float32"], craft, rgb, options))
 
-        for fn in runs.values():  # warm-up: Numba load, page-in of the memory-mapped weights
-            fn()
-        best = {}
+        best = {}   # the first pass doubles as the warm-up (Numba load, page-in of the mapped weights)
         for r in range(ARGS.repeat):
             for name, fn in runs.items():
                 got = fn()
                 if name not in best or got[0] < best[name][0]:
                     best[name] = got
                 print(f"  run {r + 1} {name:24s} {got[0]:7.2f} s", flush=True)
-        ref = best.get("torch", (float("nan"),))[0]
-        print(f"\nfastest of {ARGS.repeat} alternating runs, seconds per page; load average now {os.getloadavg()}")
-        print(f"{'':26s} {'page':>7s} {'detector':>9s} {'recognition':>12s} {'/ torch':>8s}")
-        for name, (tot, det, rec) in best.items():
-            print(f"{name:26s} {tot:7.2f} {det:9.2f} {rec:12.2f} {tot / ref:8.2f}")
+            report(best, r + 1)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if ARGS.work_dir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def report(best, passes):
+    ref = best.get("torch", (float("nan"),))[0]
+    print(f"\nfastest of {passes} alternating runs, seconds per page; load average now {os.getloadavg()}")
+    print(f"{'':26s} {'page':>7s} {'detector':>9s} {'recognition':>12s} {'/ torch':>8s}")
+    for name, (tot, det, rec) in best.items():
+        print(f"{name:26s} {tot:7.2f} {det:9.2f} {rec:12.2f} {tot / ref:8.2f}", flush=True)
 
 
 def overlap_runs(model, craft, rgb, options):
