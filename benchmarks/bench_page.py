@@ -32,8 +32,25 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
-Measured (2-core AMD EPYC VM, see the run printed below this line when updated):
-    (filled in from a run; see the report in CHANGELOG.md / README)
+Measured 2026-12-02 on the 2-core AMD EPYC VM (AVX-512; OpenBLAS 0.3.31 SkylakeX, OPENBLAS_CORETYPE
+unset), --threads 2, one alternating pass (--repeat 1; more did not fit), shared with other jobs at
+load average 2.5-4.0, so absolute times are ~3-5x a quiet machine's; page batching at batch_size 32:
+
+    seconds per page        page  detector  recognition  / torch
+    torch                   88.7      16.6         72.0     1.00
+    ours float32            83.9       7.7         76.2     0.95
+    ours int8              101.1       7.0         94.1     1.14
+    ORT int8                16.0       3.6         12.4     0.18
+    ours f32, batch 8       25.8       4.2         21.6     0.29
+    ours bfloat16 (32)      47.0       4.8         42.2     0.53
+    ORT float32             38.3       3.9         34.4     0.43
+
+Batch 32 (20 rows at once) lost to batch 8 because the decode steps left the few-row kernel
+(kernels.SMALL_M = 16 rows) for OpenBLAS sgemm: 16 greedy steps of 20 rows took 27-33 s at once
+against 15.6-16.4 s as 8 + 8 + 4 (10 + 10: the same as 8 + 8 + 4). So BATCH_SIZE is now 16.
+The ORT int8 row quantises the encoder's GEMMs too (our int8 keeps the encoder float32, and the
+page is encoder-bound: 20 ViT-B passes, ~2.2 TFLOP). The detector overlap (--overlap) was not
+timed: the run was cut short.
 """
 from __future__ import annotations
 
@@ -51,6 +68,8 @@ def parse_args():
     ap.add_argument("--no-onnx", dest="onnx", action="store_false")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
     ap.add_argument("--overlap", action="store_true", help="also time detection overlapped with recognition")
+    ap.add_argument("--only", nargs="+", default=None, help="run these variants only, in this order "
+                    "(names as printed: torch, 'ours float32', 'ORT int8', ...)")
     ap.add_argument("--work-dir", default=None, help="keep the models and ONNX graphs here and reuse them")
     return ap.parse_args()
 
@@ -245,13 +264,16 @@ def main():
         if ARGS.overlap:
             runs.update(overlap_runs(models["float32"], craft, rgb, options))
 
+        if ARGS.only:
+            runs = {name: runs[name] for name in ARGS.only}
         best = {}   # the first pass doubles as the warm-up (Numba load, page-in of the mapped weights)
         for r in range(ARGS.repeat):
             for name, fn in runs.items():
                 got = fn()
                 if name not in best or got[0] < best[name][0]:
                     best[name] = got
-                print(f"  run {r + 1} {name:24s} {got[0]:7.2f} s", flush=True)
+                print(f"  run {r + 1} {name:24s} {got[0]:7.2f} s (detector {got[1]:.2f}, recognition {got[2]:.2f}); "
+                      f"load average {os.getloadavg()[0]:.1f}", flush=True)
             report(best, r + 1)
     finally:
         if ARGS.work_dir is None:

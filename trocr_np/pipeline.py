@@ -67,7 +67,8 @@ class PageOptions:
     batch_size:   line crops decoded together (`recognize`): a page's crops, and in `ocr_files` the
                   crops of consecutive pages, gathered until there are this many, then encoded
                   (in memory-bounded chunks) and decoded as one batch, rows leaving as they finish.
-                  Each running row holds ~57 MB of cross-attention K/V at TrOCR base/large.
+                  Each running row holds ~57 MB of cross-attention K/V at TrOCR base/large
+                  (docs/architecture.md, "Whole pages batched", says why 16).
     group_images: recognise crops together as above (Spark's groupImages); False: one crop at a
                   time, page by page.
     margin:       extra context around each crop, as a fraction of the line height.

@@ -17,6 +17,7 @@ from ocr_base.image_io import load_image
 
 from .encoder import encoder_forward
 from .generate import GenerationOptions, generate
+from .kernels import SMALL_M
 from .preprocess import preprocess
 from .tokenizer import decode
 
@@ -53,10 +54,12 @@ def _as_image(im):
     return im
 
 
-# Line images decoded together: all the lines of a page, where they fit. Each row holds its
-# cross-attention K/V while it runs, 2 * layers * S * d_model * 4 bytes (57 MB for TrOCR base and
-# large at 384 px, so 32 rows ~1.8 GB); rows leave the batch as they finish (trocr_np.generate).
-BATCH_SIZE = 32
+# Line images decoded together: as many as the few-row decode kernel takes (kernels.SMALL_M, 16).
+# Beyond it the step's matrices go to OpenBLAS's sgemm, measured 1.7-2x slower for a 20-row page
+# than 8 + 8 + 4 rows (benchmarks/bench_page.py); 10 + 10 measured the same as 8 + 8 + 4. Each row
+# holds its cross-attention K/V while it runs, 2 * layers * S * d_model * 4 bytes (57 MB for TrOCR
+# base and large at 384 px, 0.9 GB at 16 rows); rows leave the batch as they finish (generate).
+BATCH_SIZE = SMALL_M[1]
 
 # The encoder runs on chunks of at most this many bytes of activations per chunk (its per-image
 # scratch: q, k, v, attention output and residuals, 6 * S * D, plus the MLP's S * F, float32; 18 MB
