@@ -34,7 +34,8 @@ Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the ben
 
 Measured 2026-12-02 on the 2-core AMD EPYC VM (AVX-512; OpenBLAS 0.3.31 SkylakeX, OPENBLAS_CORETYPE
 unset), --threads 2, one alternating pass (--repeat 1; more did not fit), shared with other jobs at
-load average 2.5-4.0, so absolute times are ~3-5x a quiet machine's; page batching at batch_size 32:
+load average 2.5-4.0, so absolute times are ~3-5x a quiet machine's; the one pass is also the warm-up;
+page batching at batch_size 32:
 
     seconds per page        page  detector  recognition  / torch
     torch                   88.7      16.6         72.0     1.00
