@@ -275,7 +275,10 @@ def wait_for_records(path: Path, proc, n=1, timeout=300):
 
 def test_killed_run_leaves_whole_files_and_resume_finishes_it(inputs, records, tmp_path):
     folder, out, html_dir = inputs[0].parent, tmp_path / "r.jsonl", tmp_path / "html"
-    p = run_cli(folder, "--format", "jsonl", "-o", out, "--html", html_dir)
+    # one page per recognition batch (ocr_files holds pages back until batch_size crops): records
+    # stream out page by page, so there is a run to kill between them
+    one = ("--batch-size", 1)
+    p = run_cli(folder, "--format", "jsonl", "-o", out, "--html", html_dir, *one)
     wait_for_records(out, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -285,7 +288,7 @@ def test_killed_run_leaves_whole_files_and_resume_finishes_it(inputs, records, t
         assert f.name.startswith(".") or f.read_text().endswith("</html>\n"), "no half-written review page"
 
     # resume, interrupted with Ctrl-C after its first record: one line, exit 130
-    p = run_cli(folder, "--format", "jsonl", "-o", out, "--html", html_dir, "--resume")
+    p = run_cli(folder, "--format", "jsonl", "-o", out, "--html", html_dir, "--resume", *one)
     wait_for_records(out, p, len(done) + 1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -338,8 +341,11 @@ def test_a_drawing_that_cannot_be_written_is_an_error_record(inputs, tmp_path, c
 # ---------------------------------------------------------------- progress
 def test_progress_bar_on_a_terminal(inputs):
     master, slave = pty.openpty()
+    # --batch-size 1: each page recognised on its own (ocr_files holds pages until batch_size crops),
+    # so the bar moves page by page
     p = subprocess.Popen([sys.executable, "-m", "trocr_np", "ocr", str(inputs[1]), str(inputs[2]), *SMALL,
-                          "--dpi", "72"], stdout=subprocess.PIPE, stderr=slave, env=ENV, cwd=ROOT)
+                          "--dpi", "72", "--batch-size", "1"], stdout=subprocess.PIPE, stderr=slave, env=ENV,
+                         cwd=ROOT)
     os.close(slave)
     chunks = []
     while True:

@@ -355,3 +355,44 @@ def test_threaded_decode_paths(mixed, num_beams, monkeypatch):
     monkeypatch.setattr(kernels, "ATTEND_PARALLEL_MIN_BYTES", 0)
     hf, ours, px = mixed
     assert_same(hf, px, ours, num_beams=num_beams, max_new_tokens=20)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_batch_equals_one_image_at_a_time(mixed, num_beams):
+    """Rows (greedy) or an image's beams (beam search) leave the batch as they finish, their K/V cache
+    rows with them: each image's ids, log-probabilities, score and cross-attentions equal those of
+    generating it alone, and HF's for the whole batch."""
+    hf, ours, px = mixed
+    o = GenerationOptions(num_beams=num_beams, max_new_tokens=24, output_attentions=True)
+    batch = generate(ours, px.numpy(), o)
+    assert len({len(s) for s in batch.sequences}) > 1   # rows really finish at different steps
+    assert_same(hf, px, ours, num_beams=num_beams, max_new_tokens=24)
+    for b in range(len(px)):
+        one = generate(ours, px[b:b + 1].numpy(), o)
+        assert one.sequences[0] == batch.sequences[b]
+        np.testing.assert_allclose(batch.token_logprobs[b], one.token_logprobs[0], atol=TOL, rtol=0)
+        np.testing.assert_allclose(batch.scores[b], one.scores[0], atol=TOL, rtol=SCORE_RTOL)
+        np.testing.assert_allclose(batch.cross_attentions[b], one.cross_attentions[0], atol=TOL, rtol=0)
+
+
+def test_drop_rows_keeps_each_surviving_row(mixed):
+    """decoder.drop_rows: new row k holds old row order[k] (self K/V up to the filled length, cross K/V),
+    order is a permutation of the kept rows, and only a prefix view of each buffer remains."""
+    from trocr_np.decoder import drop_rows, init_cache
+    _, ours, _ = mixed
+    rng = np.random.default_rng(0)
+    d, S = ours.config.decoder, ours.config.encoder.seq_len
+    enc = rng.standard_normal((6, S, ours.config.encoder.hidden_size)).astype(np.float32)
+    cache = init_cache(ours.params, ours.config, enc, 8)
+    for t in cache.self_k + cache.self_v:
+        t[:, :, :3] = rng.standard_normal(t[:, :, :3].shape)
+    cache.length = 3
+    before = [[t.copy() for t in lst] for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v)]
+    keep = np.array([1, 2, 4])
+    order = drop_rows(cache, keep)
+    assert sorted(order.tolist()) == keep.tolist() and len(order) == 3
+    for lst, old in zip((cache.self_k, cache.self_v, cache.cross_k, cache.cross_v), before):
+        assert len(lst) == d.decoder_layers
+        for t, o in zip(lst, old):
+            assert t.shape[0] == 3 and t.flags.c_contiguous
+            np.testing.assert_array_equal(t[:, :, :3], o[order][:, :, :3])

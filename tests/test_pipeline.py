@@ -135,6 +135,32 @@ def test_batch_of_five_with_one_corrupt_file(craft, tmp_path):
     assert json.loads(err.to_json())["error"] == err.error
 
 
+def test_consecutive_pages_recognised_together_one_bad_page_costs_no_other(craft, tmp_path):
+    """ocr_files holds pages until batch_size crops and recognises them in one call, yielding the pages
+    in input order with the error records between them; a recogniser failure on one page's crops
+    becomes that page's error record, and the other pages of its batch are still read."""
+    paths = five_files_one_corrupt(tmp_path / "batch")
+    calls = []
+    out = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5, calls), options=SMALL))
+    assert calls == [4]                            # four one-line pages, one call
+    assert [r.text if r.ok else r.error_type for r in out] == ["line0", "line1", "ImageError", "line3", "line4"]
+    ahead = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5), options=replace(SMALL, overlap=True)))
+    same = lambda rs: [(r.source, r.ok, r.text if r.ok else r.error, r.ok and [ln.box for ln in r.lines]) for r in rs]
+    assert same(ahead) == same(out)                # detection one page ahead on a thread: the same records
+    calls.clear()
+    out = list(ocr_files(paths, detector_params=craft, recognizer=ink_recognizer(5, calls),
+                         options=replace(SMALL, batch_size=2)))
+    assert calls == [2, 2] and [r.ok for r in out] == [True, True, False, True, True]
+
+    def fails_on_delta(crops):
+        if any(ink_index(c, 5) == 3 for c in crops):
+            raise RuntimeError("recogniser broke")
+        return ink_recognizer(5)(crops)
+    out = list(ocr_files(paths, detector_params=craft, recognizer=fails_on_delta, options=SMALL))
+    assert [r.text if r.ok else r.error_type for r in out] == ["line0", "line1", "ImageError", "RuntimeError", "line4"]
+    assert out[3].source == str(paths[3]) and out[3].page == 1 and "Traceback" in out[3].error
+
+
 def test_multi_page_tiff_gives_one_result_per_page(craft, tmp_path):
     pages = [_word_image(0, "first"), _word_image(1, "second")]
     p = tmp_path / "two.tif"

@@ -233,3 +233,32 @@ def reorder_cache(cache, index, cross=True):
                 t[:, :, :n] = t[index, :, :n]  # keep the same (contiguous) buffer
             else:
                 t[...] = t[index]
+
+
+def drop_rows(cache, keep):
+    """In place: keep only the batch rows `keep` (sorted) of every cache tensor; returns `order`
+    (len(keep),), the old row now at each new row.
+
+    Rows that leave (finished lines) stop costing anything in later steps. Rather than gather the
+    survivors into new arrays (a copy of every surviving row, cross K/V included, at each finish),
+    the survivors beyond the new batch size move into the slots that emptied below it, and each
+    tensor becomes a view of its first len(keep) rows: only the moved rows are copied. When `keep`
+    is a union of whole groups of rows (an image's beams, aligned), the groups stay whole and in
+    order, since the holes and the movers are then both whole groups, sorted."""
+    keep = np.asarray(keep, dtype=np.int64)
+    n = len(keep)
+    order = np.arange(n)
+    held = keep < n                                     # survivors already in a slot below n
+    holes = np.setdiff1d(order, keep[held])              # emptied slots below n (sorted)
+    movers = keep[~held]                                 # survivors from n on (sorted)
+    order[holes] = movers
+    m = cache.length
+    for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v):
+        for j, t in enumerate(lst):
+            if len(movers):
+                if lst is cache.self_k or lst is cache.self_v:
+                    t[holes, :, :m] = t[movers, :, :m]
+                else:
+                    t[holes] = t[movers]
+            lst[j] = t[:n]
+    return order

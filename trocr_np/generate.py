@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .decoder import decoder_forward, init_cache, reorder_cache
+from .decoder import decoder_forward, drop_rows, init_cache, reorder_cache
 from .encoder import encoder_forward
 
 NEG = np.float32(-1.0e9)  # HF's "never pick this" offset in beam search (exact in float32)
@@ -276,49 +276,45 @@ def _step(params, cfg, tokens, cache, output_attentions):
 
 
 def greedy_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
-    """HF `_sample` with do_sample=False: argmax of the processed logits; finished rows are fed pad.
+    """HF `_sample` with do_sample=False: argmax of the processed logits.
 
+    HF keeps a finished row in the batch and feeds it pad until every row is done; here it leaves
+    the batch, and its K/V cache rows with it (`decoder.drop_rows`), so each later step costs only
+    the rows still running. Rows do not interact, so the ids are the same.
     encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
     B = encoder_hidden_states.shape[0]
     output_attentions = o.output_attentions
     cache = init_cache(params, cfg, encoder_hidden_states, o.max_length)
-    ids = np.full((B, 1), o.decoder_start_token_id, dtype=np.int64)
-    logprobs = np.zeros((B, 0), dtype=np.float32)
-    unfinished = np.ones(B, dtype=bool)
-    atts = []
+    ids = np.full((B, 1), o.decoder_start_token_id, dtype=np.int64)   # (R, t): the R running rows
+    logprobs = np.zeros((B, 0), dtype=np.float32)                     # (R, t - 1)
+    rows = np.arange(B)                                               # (R,) image of each running row
+    seqs, lps, atts = [None] * B, [None] * B, [[] for _ in range(B)]
     eos = np.array(o.eos_token_id, dtype=np.int64)
-    while True:
+    while len(rows):
         logits, att = _step(params, cfg, ids[:, -1], cache, output_attentions)
         scores = _process(ids, logits, o)
         nxt = np.argmax(scores, axis=-1)
         lp = np.take_along_axis(log_softmax(scores), nxt[:, None], axis=1)
-        if len(eos):
-            nxt = np.where(unfinished, nxt, o.pad_token_id)
         ids = np.concatenate([ids, nxt[:, None]], axis=1)
         logprobs = np.concatenate([logprobs, lp], axis=1)
         if att is not None:
-            atts.append(att)
-        unfinished &= ~(np.isin(nxt, eos) | (ids.shape[1] >= o.max_length))
-        if not unfinished.any():
-            break
-
-    seqs, lps, atts_out = [], [], [] if output_attentions else None
-    for b in range(B):
-        row = ids[b].tolist()
-        n = len(row)
-        for t in range(1, len(row)):  # cut after the first EOS: what follows is padding
-            if row[t] in o.eos_token_id:
-                n = t + 1
-                break
-        seqs.append(row[:n])
-        lps.append([float(x) for x in logprobs[b, :n - 1]])
-        if output_attentions:
-            atts_out.append(np.stack([a[b] for a in atts[:n - 1]]))
+            for b, a in zip(rows, att):
+                atts[b].append(a)
+        done = np.isin(nxt, eos) | (ids.shape[1] >= o.max_length)
+        if done.any():
+            for k in np.flatnonzero(done):
+                seqs[rows[k]] = ids[k].tolist()
+                lps[rows[k]] = [float(x) for x in logprobs[k]]
+            keep = np.flatnonzero(~done)
+            order = drop_rows(cache, keep)
+            ids, logprobs, rows = ids[order], logprobs[order], rows[order]
+    atts_out = [np.stack(a) for a in atts] if output_attentions else None
     return GenerationOutput(seqs, lps, [float(np.sum(np.float32(l), dtype=np.float32)) for l in lps], atts_out)
 
 
 def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> GenerationOutput:
-    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step.
+    """HF `_beam_search` (do_sample=False, num_return_sequences=1), step for step; an image whose
+    result can no longer change leaves the batch (step h).
 
     encoder_hidden_states (B, S, D_enc); `o` resolved (`GenerationOptions.resolved`)."""
     B, nb, L = encoder_hidden_states.shape[0], o.num_beams, o.max_length
@@ -344,6 +340,8 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
     finished = np.zeros((B, nb), dtype=bool)
     can_improve = np.ones((B, 1), dtype=bool)
     run_att = fin_att = None
+    imgs = np.arange(B)                                 # image of each batch entry (images leave as they end)
+    out = [None] * B                                    # per image: (seq, beam indices, log-probs, score, att)
     cur = 1
     while True:
         flat_ids = run_seq[:, :, :cur].reshape(B * nb, cur)
@@ -408,11 +406,32 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
         if not (can_improve.any() and not (finished.all() and early is True) and not hits.all()):
             break
 
-    out_seq, out_lp, out_att = [], [], [] if output_attentions else None
+        # h. an image that cannot improve (all its beams finished; HF then masks its candidates with
+        # -1e9, so its finished beams never change again) leaves the batch with its cache rows. The
+        # stopping rule over the others is unchanged: the images left are all finished, and `hits`
+        # is all-true only at the length limit (at most nb of the K candidates are EOS).
+        gone = ~can_improve[:, 0] | (np.all(finished, axis=1) & (early is True))
+        if gone.any():
+            for b in np.flatnonzero(gone):
+                out[imgs[b]] = (seqs[b, 0], bidx[b, 0], tlp[b, 0], beam_scores[b, 0],
+                                fin_att[b, 0] if output_attentions else None)
+            keep = np.flatnonzero(~gone)
+            order = drop_rows(cache, (keep[:, None] * nb + np.arange(nb)).ravel())[::nb] // nb
+            imgs, run_seq, run_scores, run_bidx, run_tlp, seqs, beam_scores, bidx, tlp, finished, can_improve = (
+                a[order] for a in (imgs, run_seq, run_scores, run_bidx, run_tlp, seqs, beam_scores, bidx, tlp,
+                                   finished, can_improve))
+            if output_attentions:
+                run_att, fin_att = run_att[order], fin_att[order]
+            B = len(keep)
+
     for b in range(B):
-        n = int(np.sum(bidx[b, 0] != -1))  # generated tokens of the best beam
-        out_seq.append(seqs[b, 0, :n + 1].tolist())
-        out_lp.append([float(x) for x in tlp[b, 0, :n]])
+        out[imgs[b]] = (seqs[b, 0], bidx[b, 0], tlp[b, 0], beam_scores[b, 0],
+                        fin_att[b, 0] if output_attentions else None)
+    out_seq, out_lp, out_att = [], [], [] if output_attentions else None
+    for seq, bi, lp, _, att in out:
+        n = int(np.sum(bi != -1))  # generated tokens of the best beam
+        out_seq.append(seq[:n + 1].tolist())
+        out_lp.append([float(x) for x in lp[:n]])
         if output_attentions:
-            out_att.append(fin_att[b, 0, :n].copy())
-    return GenerationOutput(out_seq, out_lp, [float(s) for s in beam_scores[:, 0]], out_att)
+            out_att.append(att[:n].copy())
+    return GenerationOutput(out_seq, out_lp, [float(o[3]) for o in out], out_att)

@@ -31,6 +31,7 @@ import json
 import os
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -63,9 +64,13 @@ class PageOptions:
     generation:   TrOCR decoding (GenerationOptions). Lines can be longer than HF's 20-token default
                   (transformers#17259); 64 BPE tokens is ~250 characters, longer than any line a
                   384x384 TrOCR input can resolve.
-    batch_size:   line crops recognised together.
-    group_images: recognise a page's crops together in batches of batch_size (Spark's groupImages);
-                  False: one crop at a time.
+    batch_size:   line crops decoded together (`recognize`): a page's crops, and in `ocr_files` the
+                  crops of consecutive pages, gathered until there are this many, then encoded
+                  (in memory-bounded chunks) and decoded as one batch, rows leaving as they finish.
+                  Each running row holds ~57 MB of cross-attention K/V at TrOCR base/large
+                  (docs/architecture.md, "Whole pages batched", says why 16).
+    group_images: recognise crops together as above (Spark's groupImages); False: one crop at a
+                  time, page by page.
     margin:       extra context around each crop, as a fraction of the line height.
     polarity:     turn light-on-dark line crops into dark-on-light before recognition
                   (`crop.upright_polarity`, decided per line).
@@ -77,6 +82,9 @@ class PageOptions:
     words:        find each line's words, their boxes and confidences (Line.words; generation then
                   also returns cross-attention, which places words CRAFT's boxes do not match).
     pdf_dpi:      resolution PDF pages are rendered at.
+    overlap:      in `ocr_files`, detect the next page on a thread while the current batch is
+                  recognised. Off by default: on 2 cores both stages already use both
+                  (benchmarks/bench_page.py measures it).
     """
     detect: DetectOptions = DetectOptions()
     lines: LineOptions = LineOptions()
@@ -89,6 +97,7 @@ class PageOptions:
     max_aspect: float = 12.0
     words: bool = True
     pdf_dpi: float = 300
+    overlap: bool = False
 
     def __post_init__(self):
         for name, cls in (("detect", DetectOptions), ("lines", LineOptions), ("generation", GenerationOptions)):
@@ -96,7 +105,7 @@ class PageOptions:
                 raise ValueError(f"PageOptions.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"PageOptions.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        for name in ("polarity", "mask_outside"):
+        for name in ("polarity", "mask_outside", "overlap"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"PageOptions.{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.group_images, bool):
@@ -371,6 +380,43 @@ def page_lines(regions: PageRegions, recs: list[Reading], crop_widths: list[int]
     return lines
 
 
+@dataclass
+class _Pending:
+    """A page between detection and recognition: what `_finish_page` needs."""
+    image: Image.Image
+    regions: PageRegions
+    crops: list
+    timings: dict
+    source: str
+    page: int
+    page_count: int = 1
+
+
+def _start_page(image, craft, ref, options: PageOptions, source: str, page: int, detection=None) -> _Pending:
+    """Load, detect, find the lines and crop them: everything before recognition."""
+    t = {}
+    t0 = time.perf_counter()
+    im = load_image(image)
+    t["load"] = time.perf_counter() - t0
+    rgb = np.asarray(im)
+    regions = page_regions(rgb, craft, options, refiner=ref, timings=t, detection=detection)
+    t0 = time.perf_counter()
+    crops = page_crops(rgb, regions, options)
+    t["crop"] = time.perf_counter() - t0
+    return _Pending(im, regions, crops, t, source, page)
+
+
+def _finish_page(p: _Pending, recs: list, recognize_s: float, options: PageOptions) -> PageResult:
+    t = p.timings
+    t["recognize"] = recognize_s
+    t0 = time.perf_counter()
+    lines = page_lines(p.regions, recs, [crop.shape[1] for crop in p.crops], options)
+    t["group"] += time.perf_counter() - t0   # words are part of finding the lines' layout
+    t["total"] = sum(v for k, v in t.items() if k != "total")
+    return PageResult(source=p.source, page=p.page, width=p.image.size[0], height=p.image.size[1], lines=lines,
+                      timings={k: round(v, 4) for k, v in t.items()}, image=p.image, page_count=p.page_count)
+
+
 def ocr_page(image, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
              refiner=None, recognizer: Callable | None = None, source: str = "<image>", page: int = 1,
              detection=None) -> PageResult:
@@ -387,31 +433,49 @@ def ocr_page(image, model=None, detector_params=None, options: PageOptions = Pag
     detection:        a `detector_np.Detection` of this image already made: detection is skipped
                       (benchmarks compare line finders on one detection).
     """
-    t = {}
-    t0 = time.perf_counter()
-    im = load_image(image)
-    t["load"] = time.perf_counter() - t0
-
     craft, ref = resolve_detector(detector_params, options.detect, refiner) if detection is None else (None, None)
     if recognizer is None:
         recognizer = trocr_recognizer(resolve_model(model), options)
-    rgb = np.asarray(im)
-    regions = page_regions(rgb, craft, options, refiner=ref, timings=t, detection=detection)
-
+    p = _start_page(image, craft, ref, options, source, page, detection)
     t0 = time.perf_counter()
-    crops = page_crops(rgb, regions, options)
-    t["crop"] = time.perf_counter() - t0
+    recs = read_crops(p.crops, recognizer, options)
+    return _finish_page(p, recs, time.perf_counter() - t0, options)
 
-    t0 = time.perf_counter()
-    recs = read_crops(crops, recognizer, options)
-    t["recognize"] = time.perf_counter() - t0
 
+def _page_error(source, e, page=None, page_count=None) -> ErrorRecord:
+    """Bad input (ValueError, OSError): the message says what is wrong; any other exception on a
+    page is a bug, and its record keeps where it happened. Call it in the `except` block."""
+    msg = str(e)
+    if page is not None and not isinstance(e, (ValueError, OSError)):
+        msg = f"{e}\n{traceback.format_exc(limit=-3)}".strip()
+    return ErrorRecord(str(source), msg, type(e).__name__, page=page, page_count=page_count)
+
+
+def _read_pages(pages: list, recognizer: Callable, options: PageOptions) -> Iterator[PageResult | ErrorRecord]:
+    """The pending pages recognised and finished, in order: the crops of all of them in one
+    `read_crops` call (each page's time its share by crops); if that fails, page by page, so that
+    one bad page costs no other."""
     t0 = time.perf_counter()
-    lines = page_lines(regions, recs, [crop.shape[1] for crop in crops], options)
-    t["group"] += time.perf_counter() - t0   # words are part of finding the lines' layout
-    t["total"] = sum(v for k, v in t.items() if k != "total")
-    return PageResult(source=source, page=page, width=im.size[0], height=im.size[1], lines=lines,
-                      timings={k: round(v, 4) for k, v in t.items()}, image=im)
+    try:
+        got = read_crops([c for p in pages for c in p.crops], recognizer, options)
+    except Exception:  # noqa: BLE001 - the page it belongs to is found below
+        got = None
+    dt, n = time.perf_counter() - t0, max(1, sum(len(p.crops) for p in pages))
+    k = 0
+    for p in pages:
+        try:
+            if got is None:
+                t0 = time.perf_counter()
+                recs = read_crops(p.crops, recognizer, options)
+                share = time.perf_counter() - t0
+            else:
+                recs, share = got[k:k + len(p.crops)], dt * len(p.crops) / n
+                k += len(p.crops)
+            res = _finish_page(p, recs, share, options)
+        except Exception as e:  # noqa: BLE001 - one bad page must not stop the batch
+            yield _page_error(p.source, e, p.page, p.page_count)
+            continue
+        yield res
 
 
 # ---------------------------------------------------------------- batches
@@ -427,17 +491,8 @@ def expand_inputs(inputs: Iterable) -> list[Path]:
     return out
 
 
-def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
-              refiner=None, recognizer=None, progress: Callable | None = None) -> Iterator[PageResult | ErrorRecord]:
-    """OCR every page of every input (files or folders); a bad file yields an ErrorRecord and the rest go on.
-
-    Models are loaded once. progress: optional callable(i, n, path) called before each file.
-    The other arguments are `ocr_page`'s.
-    """
-    craft, ref = resolve_detector(detector_params, options.detect, refiner)
-    if recognizer is None:  # load the model once for the whole batch
-        recognizer = trocr_recognizer(resolve_model(model), options)
-    files = expand_inputs(inputs)
+def _started_pages(files, craft, ref, options: PageOptions, progress) -> Iterator[_Pending | ErrorRecord]:
+    """Every page of every file loaded, detected and cropped (`_start_page`), or its error record."""
     for i, path in enumerate(files):
         if progress is not None:
             progress(i, len(files), path)
@@ -445,7 +500,7 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageO
         try:
             n_pages, pages = iter_pages(path, dpi=options.pdf_dpi)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-            yield ErrorRecord(str(path), str(e), type(e).__name__)
+            yield _page_error(path, e)
             continue
         open_s = time.perf_counter() - t0
         for k in range(1, n_pages + 1):
@@ -453,16 +508,52 @@ def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageO
             try:
                 pg = next(pages)    # a PDF page is rendered here
                 load_s = time.perf_counter() - t0 + (open_s if k == 1 else 0.0)
-                res = ocr_page(pg, None, craft, options, refiner=ref, recognizer=recognizer, source=str(path),
-                               page=k)
-            except (ValueError, OSError) as e:  # bad input: the message says what is wrong
-                yield ErrorRecord(str(path), str(e), type(e).__name__, page=k, page_count=n_pages)
+                p = _start_page(pg, craft, ref, options, str(path), k)
+            except Exception as e:  # noqa: BLE001 - one bad page must not stop the batch
+                yield _page_error(path, e, k, n_pages)
                 continue
-            except Exception as e:  # noqa: BLE001 - a bug: keep where it happened in the record
-                yield ErrorRecord(str(path), f"{e}\n{traceback.format_exc(limit=-3)}".strip(), type(e).__name__,
-                                  page=k, page_count=n_pages)
-                continue
-            res.page_count = n_pages
-            res.timings["load"] = round(res.timings["load"] + load_s, 4)
-            res.timings["total"] = round(sum(v for key, v in res.timings.items() if key != "total"), 4)
-            yield res
+            p.page_count, p.timings["load"] = n_pages, p.timings["load"] + load_s
+            yield p
+
+
+def _one_ahead(items: Iterator) -> Iterator:
+    """`items`, each next one made on a thread while the caller works on the current one."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="trocr_np_ahead") as ex:
+        nxt = ex.submit(next, items, end)
+        while (item := nxt.result()) is not end:
+            nxt = ex.submit(next, items, end)
+            yield item
+
+
+def ocr_files(inputs: Iterable, model=None, detector_params=None, options: PageOptions = PageOptions(), *,
+              refiner=None, recognizer=None, progress: Callable | None = None) -> Iterator[PageResult | ErrorRecord]:
+    """OCR every page of every input (files or folders); a bad file yields an ErrorRecord and the rest go on.
+
+    Models are loaded once. progress: optional callable(i, n, path) called before each file.
+    With options.group_images, pages are held back, detected and cropped, until their crops number
+    options.batch_size (or the inputs end); then all their crops are recognised together and the
+    pages yielded, in input order with any error records between them. A page's "recognize" time
+    is its share (by crops) of its batch's. With options.overlap, the next page is detected while
+    the current batch is recognised. The other arguments are `ocr_page`'s.
+    """
+    craft, ref = resolve_detector(detector_params, options.detect, refiner)
+    if recognizer is None:  # load the model once for the whole batch
+        recognizer = trocr_recognizer(resolve_model(model), options)
+    held, n_crops = [], 0            # pages waiting for recognition, and error records among them
+
+    def flush():
+        pages = [h for h in held if isinstance(h, _Pending)]
+        done = iter(_read_pages(pages, recognizer, options))
+        for h in held:
+            yield h if isinstance(h, ErrorRecord) else next(done)
+        held.clear()
+
+    items = _started_pages(expand_inputs(inputs), craft, ref, options, progress)
+    for item in _one_ahead(items) if options.overlap else items:
+        held.append(item)
+        n_crops += len(item.crops) if isinstance(item, _Pending) else 0
+        if not n_crops or n_crops >= options.batch_size or not options.group_images:
+            yield from flush()       # (an error record with nothing pending goes out at once)
+            n_crops = 0
+    yield from flush()

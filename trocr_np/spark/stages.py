@@ -284,7 +284,7 @@ class ImageToTextV2(_Stage, HasInputCols, HasOutputCol):
 
         numBeams       -> generation.num_beams        (unset: the checkpoint's generation_config.json)
         maxNewTokens   -> generation.max_new_tokens   (64)
-        batchSize      -> batch_size                  crops per TrOCR batch (8)
+        batchSize      -> batch_size                  crops per TrOCR batch (16)
         groupImages    -> group_images                True: a page's crops together in batches of
                                                       batchSize; False: one crop at a time
         margin         -> margin                      context around each crop, fraction of its height
