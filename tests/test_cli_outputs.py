@@ -292,7 +292,7 @@ def test_killed_run_leaves_whole_files_and_resume_finishes_it(inputs, records, t
     wait_for_records(out, p, len(done) + 1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and err.strip().splitlines()[-1] == "trocr-np ocr: interrupted"
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == "trocr-np ocr: interrupted", err
     assert "Traceback" not in err
 
     p = run_cli(folder, "--format", "jsonl", "-o", out, "--html", html_dir, "--resume")
