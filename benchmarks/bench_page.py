@@ -138,22 +138,11 @@ def build(out_dir):
     return hf
 
 
+from machine_info import machine as _machine  # noqa: E402
+
+
 def machine():
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-        blas = [f"{i['internal_api']} {i['version']} kernel {i.get('architecture')}" for i in threadpool_info()
-                if i["user_api"] == "blas"]
-    except ImportError:
-        blas = ["threadpoolctl not installed"]
-    env = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    return f"{os.uname().nodename}, {os.cpu_count()} CPUs, {cpu}; {', '.join(blas)}; {env}"
-
-
+    return f"{os.uname().nodename}, {os.cpu_count()} CPUs, {_machine()}"
 class TorchPipeline:
     """EasyOCR's CRAFT + getDetBoxes, then HF preprocessing + generate over the given crops."""
 

@@ -202,22 +202,7 @@ def ours_greedy(model, px, n):
     return ours_steps(model, enc, n)
 
 
-def machine():
-    """'CPU model; OpenBLAS version, kernel (architecture)' for the header line."""
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-        blas = [f"{i['internal_api']} {i['version']} kernel {i.get('architecture')}" for i in threadpool_info()
-                if i["user_api"] == "blas"]
-    except ImportError:
-        blas = ["threadpoolctl not installed"]
-    env = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    return f"{cpu}; {', '.join(blas)}; {env}"
+from machine_info import machine  # noqa: E402  (the header line)
 
 
 def rss_child(model_dir):
