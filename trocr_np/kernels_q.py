@@ -114,8 +114,6 @@ def matmul_packed(x, w):
     data = w.data.view(np.uint16) if w.kind == "float16" else w.data
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
-    if w.nbytes < PARALLEL_MIN_BYTES:  # a small matrix: no hand-off (~100 calls per decoded token)
-        _matmul_rows_packed(x, data, scale, kind, out, 0, N)
-    else:
-        run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, n_workers()))
+    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parallel runs it here
+    run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, parts))
     return out
