@@ -13,9 +13,10 @@ A chain's end box is grown to the chain's band (its width-weighted centre line +
 median height), since a line's first or last box is often a capital or a comma; the overlap
 of a link is the best of the bands' and the boxes', carried along the slope and not. When
 nothing more joins, a far round allows gaps up to far_gap heights with overlap far_overlap
-(writers who leave three or four heights between words). A second pass starts every word on
-the slope of the nearest long line (photographed pages: perspective turns the lines'
-direction across the page). A chain with half its boxes on a longer chain's band, beside it,
+(writers who leave three or four heights between words), never across a column gutter (the
+head lines up with the next rows' words and none of their ink reaches into the white before
+it). A second pass starts every word on the slope of the nearest long line (photographed pages:
+perspective turns the lines' direction across the page). A chain with half its boxes on a longer chain's band, beside it,
 joins it (letters boxed apart that chained among themselves); one-box chains that are pieces
 of a longer line (a comma, a descender: small, inside its extent, on its band) become marks.
 
