@@ -2,7 +2,9 @@
 
 First without torch: the kernels against their NumPy reference (dequantise, then matmul), the
 conversions bit for bit, the file round trip. Then against transformers: a random TrOCR converted
-to each dtype must give the logits of the HF model run on the *dequantised* weights within 1e-4.
+to each dtype must give the logits of the HF model run on the *dequantised* weights within 1e-4;
+for int8 with --quantize-encoder, whose encoder multiplies int8 x int8 (trocr_np/kernels_i8.py), the
+HF model's encoder Linears quantise their inputs the same way (teacher_forced_int8_encoder).
 """
 from __future__ import annotations
 
@@ -199,6 +201,65 @@ def hf_sources(tmp_path_factory):
     return out
 
 
+def fake_quant_rows(x):
+    """torch: kernels_i8's per-row activation quantisation, quantised and dequantised: the same
+    float32 division and ties-to-even rounding, so on the same input it is bit for bit ours."""
+    import torch
+    amax = x.abs().amax(dim=-1, keepdim=True)
+    s = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+    return torch.clamp(torch.round(x / s), -127, 127) * s
+
+
+def teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch):
+    """Our int8 x int8 encoder on px, held to transformers step by step: returns (ours, the reference).
+
+    Dynamic activation quantisation is discontinuous: where torch's and our float32 layer norms
+    differ in the last bit, a value can round to the next integer, and the one-quantum step then
+    grows through the layers (a random 2-layer DeiT: 16 such values at the first Linear, a
+    0.04-wide encoder output after two layers, whoever computes it). So the reference takes our
+    rounding decisions: each encoder Linear of `hf` checks that its input equals the one our Linear
+    got (within TOL: layer norms, attention, GELU, residuals are compared here) and then runs on
+    fake_quant_rows of *ours*. Every other step is torch's own on the same inputs."""
+    import torch
+
+    from trocr_np import encoder as E
+    names = {}  # id(stored int8 matrix) -> its on-disk name
+    for k, v in params.items():
+        if isinstance(v, PackedWeight) and ENCODER_MATRIX.match(k):
+            names[id(v.data)] = k
+    seen = {}
+    real = E.matmul_i8
+
+    def record(x, w, bias=None, out=None, vnni=None):
+        seen[names[id(w.q)]] = np.array(x)
+        return real(x, w, bias, out, vnni)
+    monkeypatch.setattr(E, "matmul_i8", record)
+    monkeypatch.setattr(E, "n_workers", lambda: 1)  # one row slice: each Linear sees all its rows at once
+    ours = E.encoder_forward(params, cfg, px)
+    # transformers 5 names the modules apart from the checkpoint (q_proj, mlp.fc1, ...); per layer they
+    # come in the order of the on-disk names: query, key, value, output, intermediate, output
+    linears = [m for n, m in hf.encoder.named_modules() if isinstance(m, torch.nn.Linear) and "pooler" not in n]
+    order = [f"encoder.encoder.layer.{i}.{n}.weight" for i in range(cfg.encoder.num_hidden_layers)
+             for n in ("attention.attention.query", "attention.attention.key", "attention.attention.value",
+                       "attention.output.dense", "intermediate.dense", "output.dense")]
+    assert len(linears) == len(order) and set(seen) == set(order)
+    gaps = []
+
+    def hook(name):
+        def pre(m, args):
+            x = seen[name].reshape(args[0].shape)
+            gaps.append(float(np.abs(args[0].numpy() - x).max()))
+            return (fake_quant_rows(torch.from_numpy(x)),)
+        return pre
+    handles = [m.register_forward_pre_hook(hook(n)) for m, n in zip(linears, order)]
+    with torch.inference_mode():
+        ref = hf.encoder(pixel_values=torch.from_numpy(px)).last_hidden_state.numpy()
+    for h in handles:
+        h.remove()
+    assert len(gaps) == len(order) and max(gaps) < TOL, gaps
+    return ours, ref
+
+
 def dequantised_hf_model(model_dir, hf_dir, tmp):
     """transformers' model on the weights our folder holds, dequantised to float32."""
     from transformers import VisionEncoderDecoderModel
@@ -212,7 +273,7 @@ def dequantised_hf_model(model_dir, hf_dir, tmp):
 
 @pytest.mark.parametrize("dtype,quantize_encoder", FORMATS)
 @pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder, hf_sources, tmp_path):
+def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder, hf_sources, tmp_path, monkeypatch):
     import torch
     from conftest import random_line_images
 
@@ -238,9 +299,15 @@ def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder,
     rng = np.random.default_rng(6)
     ids = rng.integers(5, cfg.decoder.vocab_size, (3, 10))
     ids[:, 0] = cfg.decoder_start_token_id
-    with torch.inference_mode():
-        ref = hf(pixel_values=torch.from_numpy(px), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()
-    enc = encoder_forward(params, cfg, px)
+    if dtype == "int8" and quantize_encoder:  # int8 x int8 encoder (kernels_i8): activations quantised per row
+        enc, enc_ref = teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch)
+        assert np.abs(enc - enc_ref).max() < TOL
+        with torch.inference_mode():
+            ref = hf(encoder_outputs=(torch.from_numpy(enc_ref),), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()
+    else:
+        with torch.inference_mode():
+            ref = hf(pixel_values=torch.from_numpy(px), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()
+        enc = encoder_forward(params, cfg, px)
     cache = init_cache(params, cfg, enc, max_len=10)
     assert np.abs(decoder_forward(params, cfg, ids, cache) - ref).max() < TOL      # all positions at once
     for rows in (slice(0, 1), slice(0, 3)):                                         # 1-row and 3-row steps

@@ -15,20 +15,32 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
+from .kernels_i8 import I8Panels, matmul_i8, pack_i8
 from .kernels_q import matmul_packed
-from .quant import float32_layer
+from .quant import PackedWeight, dequantize
 from ocr_base.threads import n_workers, run_parallel, split
 
 
 def linear(x, w, b=None):
-    """(..., in) @ (out, in).T + (out,) -> (..., out). w: a float32 array, or a PackedWeight
-    (8/16-bit, trocr_np.quant) multiplied by the kernels that read its stored bits."""
+    """(..., in) @ (out, in).T + (out,) -> (..., out). w: a float32 array, a PackedWeight (8/16-bit
+    weights, trocr_np.quant) multiplied by the kernels that read its stored bits, or I8Panels (an
+    int8 encoder matrix: int8 x int8 arithmetic, activations quantised per row, kernels_i8)."""
     # one (rows, in) GEMM for the whole batch: NumPy would loop over a leading batch axis
-    matmul = matmul_wt if isinstance(w, np.ndarray) else matmul_packed
+    matmul = matmul_wt if isinstance(w, np.ndarray) else matmul_i8 if isinstance(w, I8Panels) else matmul_packed
     y = matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
+
+
+def layer_matrices(params, prefix):
+    """`params` with one encoder layer's packed matrices (names under `prefix`) made ready to run,
+    just before the layer runs and freed after it: int8 ones repacked for the int8 kernel
+    (kernels_i8.pack_i8), 16-bit ones dequantised to float32 for BLAS (the encoder's GEMMs are
+    compute-bound: 16-bit weights save memory there, not time). `params` itself when there are none."""
+    ready = {k: pack_i8(v.data, v.scale) if v.kind == "int8" else dequantize(v)
+             for k, v in params.items() if k.startswith(prefix) and isinstance(v, PackedWeight)}
+    return {**params, **ready} if ready else params
 
 
 def _linear_parallel(x, w, b):
@@ -122,10 +134,21 @@ ROW_SLICES_PER_WORKER = 1  # measured: 2 per worker (smaller GEMMs) was ~10% slo
 
 
 def _rows_into(out, x, w, b=None):
-    """out (n, out) <- x (n, in) @ w(out, in).T [+ b], out may be a column-strided view"""
+    """out (n, out) <- x (n, in) @ w(out, in).T [+ b], out may be a column-strided view;
+    w float32 (single-threaded BLAS here) or I8Panels (kernels_i8, single-threaded)."""
+    if isinstance(w, I8Panels):
+        matmul_i8(x, w, b, out=out)
+        return
     np.matmul(x, w.T, out=out)
     if b is not None:
         out += b
+
+
+def _rows(x, w):
+    """x (n, in) @ w(out, in).T -> (n, out), as `_rows_into` computes it."""
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    _rows_into(out, x, w)
+    return out
 
 
 def encoder_layer_fast(params, cfg, i, x, output_attentions=False):
@@ -165,9 +188,9 @@ def encoder_layer_fast(params, cfg, i, x, output_attentions=False):
         _rows_into(y, o[r], params[p + "attention.output.dense.weight"], params[p + "attention.output.dense.bias"])
         y += x2[r]                                                  # residual 1
         h = layer_norm(y, params[p + "layernorm_after.weight"], params[p + "layernorm_after.bias"], eps)
-        h = bias_act_(h @ params[p + "intermediate.dense.weight"].T, params[p + "intermediate.dense.bias"],
+        h = bias_act_(_rows(h, params[p + "intermediate.dense.weight"]), params[p + "intermediate.dense.bias"],
                       e.hidden_act)                                 # (n, F)
-        y += h @ params[p + "output.dense.weight"].T                # residual 2
+        y += _rows(h, params[p + "output.dense.weight"])            # residual 2
         y += params[p + "output.dense.bias"]
 
     run_parallel(project_qkv, row_slices)
@@ -180,8 +203,8 @@ def encoder_forward(params, cfg, pixel_values, output_attentions=False):
     """(B, C, H, W) float32 -> last_hidden_state (B, S, D) [, attentions: list of (B, H, S, S)]"""
     x = embeddings(params, cfg, np.asarray(pixel_values, dtype=np.float32))
     attentions = []
-    for i in range(cfg.encoder.num_hidden_layers):  # 8/16-bit matrices: float32 for this layer only
-        layer = float32_layer(params, f"encoder.encoder.layer.{i}.")
+    for i in range(cfg.encoder.num_hidden_layers):  # 8/16-bit matrices: made ready for this layer only
+        layer = layer_matrices(params, f"encoder.encoder.layer.{i}.")
         x, probs = encoder_layer_fast(layer, cfg, i, x, output_attentions)
         attentions.append(probs)
     x = layer_norm(x, params["encoder.layernorm.weight"], params["encoder.layernorm.bias"],

@@ -17,9 +17,16 @@ The *decode matrices* are what a decode step streams: the decoder's self- and cr
 q/k/v/out projections, fc1, fc2, the token embedding (the output projection when tied) and an
 untied output projection. They stay memory-mapped in their stored bits and the Numba kernels of
 `trocr_np.kernels_q` turn them into float32 inside the dot product; all arithmetic stays float32.
-The encoder's matrices (attention, MLP) stay packed too, but its big GEMMs run in BLAS, which
-wants float32: `float32_layer` dequantises one layer's matrices at a time just before the layer
-runs (~28 MB at base size, freed after), so memory stays near the file's size.
+The encoder's matrices (attention, MLP) stay packed too and are made ready one layer at a time,
+just before the layer runs (~7 M weights at base size, freed after: memory stays near the file's
+size), by `encoder.layer_matrices`: the encoder is compute-bound, so what its format buys is
+arithmetic, not bandwidth.
+  bfloat16, float16: dequantised to float32 for BLAS (smaller file and memory, float32 speed).
+  int8: int8 x int8 arithmetic (trocr_np.kernels_i8): each Linear's input is quantised per row at run
+        time, as ONNX Runtime's dynamic quantisation does, and multiplied with AVX-512 VNNI. This is
+        the one format whose numbers are not those of float32 arithmetic on the dequantised weights:
+        they are those of the same model with each encoder Linear's input quantised and dequantised
+        (kernels_i8 has the formula; tests/test_quantized.py holds it to transformers so modified).
 
 int8 is symmetric per output channel (per row of the torch (out, in) matrix):
     scale[n] = r[n] * max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) clipped to [-127, 127],
@@ -198,9 +205,3 @@ def packed_params(raw: dict, where="weights") -> dict:
         out[name] = w if DECODE_MATRIX.match(name) or ENCODER_MATRIX.match(name) else dequantize(w)
     return out
 
-
-def float32_layer(params: dict, prefix: str) -> dict:
-    """`params` with the packed tensors under `prefix` (one encoder layer) dequantised to float32;
-    `params` itself when there are none."""
-    packed = {k: dequantize(v) for k, v in params.items() if k.startswith(prefix) and not isinstance(v, np.ndarray)}
-    return {**params, **packed} if packed else params
