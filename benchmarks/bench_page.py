@@ -67,7 +67,9 @@ def parse_args():
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--no-torch", dest="torch", action="store_false")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false")
-    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8", "int8-encoder"],
+                    choices=["float32", "float16", "bfloat16", "int8", "int8-encoder"],
+                    help="int8-encoder: convert --dtype int8 --quantize-encoder (int8 x int8 encoder)")
     ap.add_argument("--overlap", action="store_true", help="also time detection overlapped with recognition")
     ap.add_argument("--only", nargs="+", default=None, help="run these variants only, in this order "
                     "(names as printed: torch, 'ours float32', 'ORT int8', ...)")
@@ -207,7 +209,7 @@ def main():
             dst = os.path.join(tmp, dt)
             if dt != "float32":
                 if not os.path.isfile(os.path.join(dst, "model.safetensors")):
-                    convert_trocr(tmp, dst, dtype=dt)
+                    convert_trocr(tmp, dst, dtype=dt.split("-")[0], quantize_encoder=dt == "int8-encoder")
                 models[dt] = load_model(dst, tokenizer=False)
         print(f"models built and converted in {time.perf_counter() - t0:.0f} s", flush=True)
         regions = page_regions(rgb, craft, options)

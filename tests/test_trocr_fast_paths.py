@@ -1,7 +1,8 @@
 """The encoder's fast paths against their readable references (no torch needed).
 
 - `encoder_layer_fast` (sliced across worker threads) == `encoder_layer` (plain NumPy), threaded
-  and serial, with and without attention probabilities and q/k/v biases, batch > 1;
+  and serial, with and without attention probabilities and q/k/v biases, batch > 1, with float32
+  and with int8 matrices (int8 x int8 products: both sides quantise the same rows the same way);
 - the softmax kernel's lane-parallel row max at widths around its lane count, with masked (-inf) scores.
 Parity of the whole encoder with transformers is tests/test_trocr_parity.py.
 """
@@ -14,7 +15,9 @@ import pytest
 
 from ocr_base import threads
 from trocr_np import kernels
-from trocr_np.encoder import encoder_layer, encoder_layer_fast
+from trocr_np.encoder import encoder_layer, encoder_layer_fast, layer_matrices
+from trocr_np.kernels_i8 import I8Panels
+from trocr_np.quant import ENCODER_MATRIX, PackedWeight, quantize_int8
 
 TOL = 1e-5  # float32 max abs difference between two orderings of the same float32 arithmetic
 
@@ -43,13 +46,27 @@ def _layer(D=64, H=4, F=128, qkv_bias=False, act="gelu", seed=0):
     return params, types.SimpleNamespace(encoder=enc)
 
 
+def _int8(params):
+    """The layer's matrices as an int8 --quantize-encoder folder holds them, made ready to run
+    (I8Panels: int8 x int8 products, trocr_np/kernels_i8.py)."""
+    packed = {}
+    for k, v in params.items():
+        q, scale = quantize_int8(v) if ENCODER_MATRIX.match(k) else (None, None)
+        packed[k] = v if q is None else PackedWeight(q, "int8", scale)
+    return layer_matrices(packed, "encoder.encoder.layer.0.")
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("qkv_bias,act,B,S", [(False, "gelu", 1, 37), (True, "relu", 3, 50)])
-def test_encoder_layer_fast_equals_reference(n_threads, qkv_bias, act, B, S, monkeypatch):
+@pytest.mark.parametrize("int8", [False, True])
+def test_encoder_layer_fast_equals_reference(n_threads, qkv_bias, act, B, S, int8, monkeypatch):
     monkeypatch.setattr(threads, "THREADS", n_threads)
     if n_threads > 1 and threads.workers() is None:
         pytest.skip("no OpenBLAS per-thread setting here: the fast path runs serially")
     params, cfg = _layer(qkv_bias=qkv_bias, act=act)
+    if int8:
+        params = _int8(params)
+        assert sum(isinstance(v, I8Panels) for v in params.values()) == 6
     x = (np.random.default_rng(1).standard_normal((B, S, 64)) * 2).astype(np.float32)
     x0 = x.copy()
     want, want_p = encoder_layer(params, cfg, 0, x.copy(), output_attentions=True)

@@ -1,0 +1,124 @@
+"""int8 x int8 encoder products (trocr_np/kernels_i8.py): the kernel against exact integer
+arithmetic and against its float32 reference, the quantisation bit for bit, one Linear against torch,
+and the encoder's fast layer against its readable one. The whole model against transformers is in
+tests/test_quantized.py (int8 with --quantize-encoder)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trocr_np import kernels_i8
+from trocr_np.kernels_i8 import MB, MR, NR, HAVE_VNNI, matmul_i8, matmul_i8_ref, pack_i8, quantize_rows_ref
+
+TOL = 1e-4
+needs_vnni = pytest.mark.skipif(not HAVE_VNNI, reason="this CPU has no AVX-512 VNNI: matmul_i8 is the reference")
+
+
+def operands(m, k, n, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * scale).astype(np.float32)
+    q_w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    s_w = (rng.random(n) * 0.02 + 1e-3).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    return x, q_w, s_w, b
+
+
+def exact(x, q_w, s_w, b=None):
+    """float64 of the integer product: ((q_x @ q_w.T) * s_x * s_w) (+ b)."""
+    q, s = quantize_rows_ref(x)
+    y = (q.astype(np.int64) @ q_w.astype(np.int64).T) * s[:, None].astype(np.float64) * s_w.astype(np.float64)
+    return y + b if b is not None else y
+
+
+def test_quantize_rows_matches_its_definition():
+    x, *_ = operands(5, 37, 1)
+    x[1] = 0                      # all-zero row: scale 1, zeros
+    x[2, 3] = -x[2].__abs__().max() * 2  # the row's max is negative
+    q, s = quantize_rows_ref(x)
+    assert q.dtype == np.int8 and s.dtype == np.float32
+    assert s[1] == 1 and not q[1].any()
+    assert q[2, 3] == -127 and np.abs(q).max() == 127
+    np.testing.assert_array_equal(s[[0, 2, 3, 4]], np.abs(x[[0, 2, 3, 4]]).max(1) / np.float32(127))
+    np.testing.assert_array_equal(q, np.rint(x / s[:, None]))   # ties to even, no clip needed at max-abs
+
+
+@needs_vnni
+def test_kernel_quantises_bit_for_bit():
+    x, *_ = operands(11, 50, 1, scale=7)
+    x[0, :4] = [0.5, 1.5, 2.5, -2.5]  # ties: the row's scale is 127 / 127 ... made exactly 1 below
+    x[0, 4] = 127
+    u = np.empty((11, 52), np.uint8)
+    s = np.empty(11, np.float32)
+    kernels_i8._quantize_rows(x, u, s)
+    q, s_ref = quantize_rows_ref(x)
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_array_equal(u[:, :50].astype(np.int16) - 128, q)
+    assert (u[:, 50:] == 128).all()                      # padding is a zero
+    np.testing.assert_array_equal(q[0, :4], [0, 2, 2, -2])
+
+
+@needs_vnni
+@pytest.mark.parametrize("m", [1, MR - 1, MR, MR + 1, MB - 1, MB + MR + 3, 2 * MB])   # every tile/block remainder
+@pytest.mark.parametrize("k, n", [(4, 1), (768, 96), (13, NR + 5), (3072, 40), (1, 3)])  # K, N off the 4 / 32 grid
+def test_kernel_is_the_exact_integer_product(m, k, n):
+    x, q_w, s_w, b = operands(m, k, n, seed=m * 31 + k)
+    want = exact(x, q_w, s_w, b)
+    got = matmul_i8(x, pack_i8(q_w, s_w), b)
+    assert got.dtype == np.float32 and got.shape == (m, n)
+    # integer sums are exact: only the float32 rounding of the products and the bias remain
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(got, matmul_i8_ref(x, q_w, s_w) + b, rtol=0, atol=TOL * np.abs(want).max())
+    np.testing.assert_allclose(matmul_i8(x, pack_i8(q_w, s_w)), want - b, rtol=2e-6, atol=2e-6)
+
+
+@needs_vnni
+def test_kernel_extremes_do_not_overflow():
+    """The largest sums: every activation at +-127 against weights at -127 .. 127, K = 3072."""
+    k, n = 3072, 64
+    x = np.full((MR + 1, k), 127, np.float32)   # s_x = 1, q_x = x
+    x[1::2] *= -1
+    q_w = np.full((n, k), 127, np.int8)
+    q_w[1::2] = -127
+    s_w = np.ones(n, np.float32)
+    got = matmul_i8(x, pack_i8(q_w, s_w))
+    np.testing.assert_array_equal(got, exact(x, q_w, s_w).astype(np.float32))
+    assert np.abs(got).max() == 127 * 127 * k
+
+
+@needs_vnni
+def test_out_argument_and_row_slices():
+    x, q_w, s_w, b = operands(40, 64, 48, seed=3)
+    w = pack_i8(q_w, s_w)
+    big = np.full((50, 48), np.nan, np.float32)
+    matmul_i8(x[:20], w, b, out=big[5:25])
+    matmul_i8(x[20:], w, b, out=big[25:45])
+    np.testing.assert_array_equal(big[5:45], matmul_i8(x, w, b))
+    assert np.isnan(big[:5]).all() and np.isnan(big[45:]).all()
+
+
+def test_reference_route_gives_the_same_numbers():
+    """vnni=False (what a CPU without VNNI runs) is matmul_i8_ref: the kernel within float32 rounding."""
+    x, q_w, s_w, b = operands(30, 200, 70, seed=5)
+    w = pack_i8(q_w, s_w)
+    ref = matmul_i8(x, w, b, vnni=False)
+    np.testing.assert_array_equal(ref, matmul_i8_ref(x, q_w, s_w) + b)
+    np.testing.assert_allclose(matmul_i8(x, w, b), ref, rtol=0, atol=TOL * np.abs(ref).max())
+
+
+def test_empty_inputs():
+    x, q_w, s_w, b = operands(0, 16, 8)
+    assert matmul_i8(x, pack_i8(q_w, s_w), b).shape == (0, 8)
+
+
+def test_one_linear_matches_torch():
+    """torch F.linear on the quantised-dequantised input and weights: the same numbers within 1e-4
+    (weights of a trained layer's size, |w| <= 0.05, so outputs of order 1)."""
+    torch = pytest.importorskip("torch")
+    from test_quantized import fake_quant_rows
+    x, q_w, _, b = operands(300, 384, 1536, seed=9)
+    s_w = np.random.default_rng(10).uniform(0.01, 0.05, 1536).astype(np.float32) / 127
+    with torch.inference_mode():
+        want = torch.nn.functional.linear(fake_quant_rows(torch.from_numpy(x)),
+                                          torch.from_numpy(q_w.astype(np.float32) * s_w[:, None]),
+                                          torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(matmul_i8(x, pack_i8(q_w, s_w), b), want, rtol=0, atol=TOL)
