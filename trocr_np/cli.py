@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="weights as stored and kept in memory (16/8-bit: the decoder's matrices; see trocr_np.quant)")
     c.add_argument("--quantize-encoder", action="store_true",
-                   help="with --dtype bfloat16/int8: the encoder's matrices too")
+                   help="with --dtype bfloat16/int8: the encoder's matrices too (int8: the encoder then computes "
+                        "in int8, its inputs quantised per row at run time; see trocr_np.kernels_i8)")
     c.set_defaults(func=_cmd_convert)
 
     r = sub.add_parser("recognize", help="recognise single text-line images")

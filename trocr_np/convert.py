@@ -144,7 +144,9 @@ def convert_trocr(src_dir, dst_dir, dtype: str = "float32", quantize_encoder: bo
     dtype: "float32" (exact), "float16" (half the size; floating tensors are cast with
     numpy's round-to-nearest), "bfloat16" (the decoder's matrices, round to nearest even)
     or "int8" (the decoder's matrices, per-row symmetric); with bfloat16 and int8 the rest
-    stays float32, and quantize_encoder stores the encoder's matrices that way too. 16- and 8-bit matrices stay small in memory when loaded
+    stays float32, and quantize_encoder stores the encoder's matrices that way too (int8: the
+    encoder then multiplies int8 x int8, its inputs quantised per row at run time,
+    trocr_np.kernels_i8). 16- and 8-bit matrices stay small in memory when loaded
     (trocr_np.quant). Needs no torch, also for .bin files.
     """
     if dtype not in DTYPES:
