@@ -49,7 +49,7 @@ def test_kernel_quantises_bit_for_bit():
     x[0, 4] = 127
     u = np.empty((11, 52), np.uint8)
     s = np.empty(11, np.float32)
-    kernels_i8._quantize_rows(x, u, s)
+    kernels_i8._quantize_rows(x, x.view(np.int32), u, s)
     q, s_ref = quantize_rows_ref(x)
     np.testing.assert_array_equal(s, s_ref)
     np.testing.assert_array_equal(u[:, :50].astype(np.int16) - 128, q)
@@ -122,3 +122,22 @@ def test_one_linear_matches_torch():
                                           torch.from_numpy(q_w.astype(np.float32) * s_w[:, None]),
                                           torch.from_numpy(b)).numpy()
     np.testing.assert_allclose(matmul_i8(x, pack_i8(q_w, s_w), b), want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (32, 4), (33, 5), (768, 3072)])
+def test_packing_matches_its_numpy_form(n, k):
+    q_w = np.random.default_rng(n + k).integers(-127, 128, (n, k)).astype(np.int8)
+    panels, colsum = kernels_i8.pack_i8_ref(q_w)
+    got = np.empty_like(panels), np.empty_like(colsum)
+    kernels_i8._pack_panels(q_w, *got)
+    np.testing.assert_array_equal(got[0], panels)
+    np.testing.assert_array_equal(got[1], colsum)
+
+
+@needs_vnni
+def test_rows_quantised_once_give_the_same_product():
+    x, q_w, s_w, b = operands(40, 96, 64, seed=11)
+    w = pack_i8(q_w, s_w)
+    xq = kernels_i8.quantize_rows(x)
+    np.testing.assert_array_equal(matmul_i8(xq, w, b), matmul_i8(x, w, b))
+    np.testing.assert_array_equal(matmul_i8(xq, w, b, vnni=False), matmul_i8(x, w, b, vnni=False))

@@ -223,6 +223,7 @@ def teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch):
     import torch
 
     from trocr_np import encoder as E
+    from trocr_np.kernels_i8 import QuantizedRows
     names = {}  # id(stored int8 matrix) -> its on-disk name
     for k, v in params.items():
         if isinstance(v, PackedWeight) and ENCODER_MATRIX.match(k):
@@ -231,7 +232,7 @@ def teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch):
     real = E.matmul_i8
 
     def record(x, w, bias=None, out=None, vnni=None):
-        seen[names[id(w.q)]] = np.array(x)
+        seen[names[id(w.q)]] = np.array(x.x if isinstance(x, QuantizedRows) else x)
         return real(x, w, bias, out, vnni)
     monkeypatch.setattr(E, "matmul_i8", record)
     monkeypatch.setattr(E, "n_workers", lambda: 1)  # one row slice: each Linear sees all its rows at once

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import bias_act_, layer_norm, matmul_wt, softmax_
-from .kernels_i8 import I8Panels, matmul_i8, pack_i8
+from .kernels_i8 import I8Panels, matmul_i8, pack_i8, quantize_rows
 from .kernels_q import matmul_packed
 from .quant import PackedWeight, dequantize
 from ocr_base.threads import n_workers, run_parallel, split
@@ -170,6 +170,8 @@ def encoder_layer_fast(params, cfg, i, x, output_attentions=False):
     def project_qkv(rows):
         r = slice(*rows)
         h = layer_norm(x2[r], params[p + "layernorm_before.weight"], params[p + "layernorm_before.bias"], eps)
+        if isinstance(params[a + "query.weight"], I8Panels):
+            h = quantize_rows(h)  # int8 matrices: the one input quantised once for all three
         for j, name in enumerate(("query", "key", "value")):
             _rows_into(qkv[j, r], h, params[a + name + ".weight"], params[a + name + ".bias"] if e.qkv_bias else None)
 

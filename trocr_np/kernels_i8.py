@@ -37,6 +37,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .kernels import _int32_bits_as_float32
+
 MR, NR = 8, 32   # tile: rows x output columns (NR = 2 zmm of 16 int32)
 MB = 96          # rows per block: MB * K activation bytes stay in L2 while all panels pass
 
@@ -95,12 +97,38 @@ def pack_i8(q_w: np.ndarray, s_w: np.ndarray) -> I8Panels:
     if not HAVE_VNNI:
         return I8Panels(q_w, s_w, None, None)
     N, K = q_w.shape
+    panels = np.empty((-(-N // NR), -(-K // 4), NR, 4), np.int8)
+    colsum = np.empty(panels.shape[0] * NR, np.int32)
+    _pack_panels(q_w, panels, colsum)
+    return I8Panels(q_w, s_w, panels, colsum)
+
+
+def pack_i8_ref(q_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What `_pack_panels` makes, in NumPy: (panels, colsum) of the zero-padded matrix."""
+    N, K = q_w.shape
     Np, Kp = -(-N // NR) * NR, -(-K // 4) * 4
     w = np.zeros((Np, Kp), np.int8)
     w[:N, :K] = q_w
     panels = np.ascontiguousarray(w.reshape(Np // NR, NR, Kp // 4, 4).transpose(0, 2, 1, 3))
-    colsum = (w.sum(axis=1, dtype=np.int32) * np.int32(128)).astype(np.int32)
-    return I8Panels(q_w, s_w, panels, colsum)
+    return panels, w.sum(axis=1, dtype=np.int32) * np.int32(128)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_panels(q_w, panels, colsum):
+    """pack_i8_ref into preallocated arrays, in one pass (NumPy's 4-d transpose copy took ~4 ns a byte)."""
+    N, K = q_w.shape
+    NP, K4 = panels.shape[0], panels.shape[1]
+    for jp in range(NP):
+        for c in range(NR):
+            n = jp * NR + c
+            total = 0
+            for k4 in range(K4):
+                for t in range(4):
+                    k = 4 * k4 + t
+                    v = q_w[n, k] if n < N and k < K else np.int8(0)
+                    panels[jp, k4, c, t] = v
+                    total += np.int32(v)
+            colsum[n] = np.int32(128) * total
 
 
 # --------------------------------------------------------------------------- the kernel
@@ -156,21 +184,24 @@ def _tile_vnni(typingctx, c_addr, a_addr, lda, b_addr, k4):
 
 
 @numba.njit(cache=True, nogil=True)
-def _quantize_rows(x, u, s):
-    """x (M, K) float32 -> u (M, Kp) uint8 = q_x + 128 (padding columns 128, i.e. zero), s (M,)
-    float32: quantize_rows_ref's numbers (the same float32 division and rounding)."""
+def _quantize_rows(x, x_bits, u, s):
+    """x (M, K) float32 (x_bits: the same memory as int32) -> u (M, Kp) uint8 = q_x + 128 (padding
+    columns 128, i.e. zero), s (M,) float32: quantize_rows_ref's numbers, the same float32 division
+    and rounding. max|x| is taken on the bits (|x| is x's bits without the sign, and for |x| those
+    order as the floats do): an integer max vectorises, a float one does not (NaN order), 8x here."""
     M, K = x.shape
     for m in range(M):
-        amax = np.float32(0.0)
+        row, bits, out = x[m], x_bits[m], u[m]
+        amax_bits = np.int32(0)
         for k in range(K):
-            amax = max(amax, abs(x[m, k]))
+            amax_bits = max(amax_bits, bits[k] & np.int32(0x7FFFFFFF))
+        amax = _int32_bits_as_float32(amax_bits)
         sm = amax / np.float32(127.0) if amax > 0 else np.float32(1.0)
         s[m] = sm
-        for k in range(K):
-            q = np.rint(x[m, k] / sm)
-            u[m, k] = np.uint8(min(max(q, np.float32(-127.0)), np.float32(127.0)) + np.float32(128.0))
-        for k in range(K, u.shape[1]):
-            u[m, k] = np.uint8(128)
+        for k in range(K):  # |x / s| <= 127 by the choice of s: no clipping needed
+            out[k] = np.uint8(np.int32(np.rint(row[k] / sm)) + 128)
+        for k in range(K, out.shape[0]):
+            out[k] = np.uint8(128)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -204,12 +235,31 @@ def _gemm_rows(u, s_x, panels, colsum, s_w, bias, has_bias, out):
 _NO_BIAS = np.zeros(0, np.float32)
 
 
-def matmul_i8(x: np.ndarray, w: I8Panels, bias=None, out=None, vnni: bool | None = None) -> np.ndarray:
-    """Fast matmul_i8_ref (+ bias): x (M, K) float32 -> (M, N) float32, into `out` if given (it may be
-    a row slice of a bigger array). Single-threaded: the encoder runs it on its worker threads' rows.
-    vnni=False (and a CPU without VNNI) takes the reference's float32 route."""
-    N, K = w.shape
+@dataclass(frozen=True)
+class QuantizedRows:
+    """Activations quantised once for several matrices (the encoder's q, k and v share one input).
+    x: (M, K) float32 as given;  u: (M, Kp) uint8 = q_x + 128, Kp = K rounded up to 4;  s: (M,) s_x."""
+    x: np.ndarray
+    u: np.ndarray
+    s: np.ndarray
+
+
+def quantize_rows(x: np.ndarray) -> QuantizedRows:
+    """Fast quantize_rows_ref, in the kernel's form (unsigned, padded). x (M, K) float32."""
     x = np.ascontiguousarray(x, np.float32)
+    u = np.empty((x.shape[0], -(-x.shape[1] // 4) * 4), np.uint8)
+    s = np.empty(x.shape[0], np.float32)
+    _quantize_rows(x, x.view(np.int32), u, s)
+    return QuantizedRows(x, u, s)
+
+
+def matmul_i8(x, w: I8Panels, bias=None, out=None, vnni: bool | None = None) -> np.ndarray:
+    """Fast matmul_i8_ref (+ bias): x (M, K) float32, or QuantizedRows of it, -> (M, N) float32, into
+    `out` if given (it may be a row slice of a bigger array). Single-threaded: the encoder runs it on
+    its worker threads' rows. vnni=False (and a CPU without VNNI) takes the reference's float32 route."""
+    N, K = w.shape
+    xq = x if isinstance(x, QuantizedRows) else None
+    x = xq.x if xq is not None else np.ascontiguousarray(x, np.float32)
     if out is None:
         out = np.empty((x.shape[0], N), np.float32)
     if w.panels is None or vnni is False or x.shape[0] == 0 or K == 0:
@@ -217,9 +267,7 @@ def matmul_i8(x: np.ndarray, w: I8Panels, bias=None, out=None, vnni: bool | None
         if bias is not None:
             out += bias
         return out
-    u = np.empty((x.shape[0], w.panels.shape[1] * 4), np.uint8)
-    s_x = np.empty(x.shape[0], np.float32)
-    _quantize_rows(x, u, s_x)
+    xq = xq or quantize_rows(x)
     b = _NO_BIAS if bias is None else np.asarray(bias, np.float32)
-    _gemm_rows(u, s_x, w.panels, w.colsum, w.scale, b, bias is not None, out)
+    _gemm_rows(xq.u, xq.s, w.panels, w.colsum, w.scale, b, bias is not None, out)
     return out
