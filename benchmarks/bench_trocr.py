@@ -21,7 +21,7 @@ float32 in the same alternating runs:
                     fixed runtime alone is 0.19x an int8 base file.
   beam 4 / greedy   a 4-beam search of --tokens tokens against greedy, on the same line
 With --onnx it instead times ONNX Runtime (benchmarks/onnx_peer.py: torch.onnx export, float32 and
-quantize_dynamic int8) against our float32 and int8 and torch on the encoder / token / step x4 / greedy rows,
+quantize_dynamic int8) against our float32 and int8 (--quantize-encoder) and torch on the encoder / token / step x4 / greedy rows,
 after checking the float32 export against transformers (logits within 1e-4, greedy ids equal).
 The two sides run alternately (A B A B ...)
 and each reports its *fastest* run: on a shared machine other processes only ever add time, so the
@@ -293,13 +293,15 @@ def alternate(fns, repeat, per_step):
 
 def onnx_rows(name, tmp, hf, model, px, n):
     """ONNX Runtime float32 and int8 (onnx_peer: torch.onnx export, quantize_dynamic) against our float32 and
-    int8 (`trocr-np convert --dtype int8` of the same folder) and torch: encoder, token, 4-row step, greedy.
+    int8 (`trocr-np convert --dtype int8 --quantize-encoder` of the same folder: like quantize_dynamic, int8
+    arithmetic in the encoder) and torch: encoder, token, 4-row step, greedy.
     First checks the float32 peer against transformers (logits within 1e-4, greedy ids equal)."""
     import onnx_peer
     from trocr_np.convert import convert_trocr
 
-    d8 = os.path.join(tmp, "int8")
-    model8 = load_model(d8 if os.path.isdir(d8) else convert_trocr(tmp, d8, dtype="int8"), tokenizer=False)
+    d8 = os.path.join(tmp, "int8-encoder")
+    model8 = load_model(d8 if os.path.isdir(d8) else convert_trocr(tmp, d8, dtype="int8", quantize_encoder=True),
+                        tokenizer=False)
     t0 = time.perf_counter()
     out = os.path.join(ARGS.onnx_dir or tmp, f"onnx_{name}")
     ort32 = onnx_peer.export_trocr(hf, out, int8=False, threads=ARGS.threads)
@@ -326,7 +328,7 @@ def onnx_rows(name, tmp, hf, model, px, n):
                 "ORT f32": lambda: ort32.step_time(e, n)[1:], "ORT int8": lambda: ort8.step_time(e, n)[1:],
                 "torch": lambda: torch_steps(hf, torch.from_numpy(e), n)[1:]}
     cases = {
-        # our int8 folder keeps the encoder float32 (convert_trocr's default); ORT int8 quantises it too
+        # both int8 sides quantise the encoder's Linear inputs per call (ours per row, ORT per tensor)
         "encoder / image": {"ours f32": lambda: encoder_forward(model.params, model.config, px),
                             "ours int8": lambda: encoder_forward(model8.params, model8.config, px),
                             "ORT f32": lambda: ort32.encode(px), "ORT int8": lambda: ort8.encode(px),
