@@ -24,37 +24,51 @@ def operands(m, k, n, seed=0, scale=3.0):
 
 
 def exact(x, q_w, s_w, b=None):
-    """float64 of the integer product: ((q_x @ q_w.T) * s_x * s_w) (+ b)."""
-    q, s = quantize_rows_ref(x)
-    y = (q.astype(np.int64) @ q_w.astype(np.int64).T) * s[:, None].astype(np.float64) * s_w.astype(np.float64)
+    """float64 of the integer product: (((u - z) @ q_w.T) * s_x * s_w) (+ b)."""
+    u, s, z = quantize_rows_ref(x)
+    q = u.astype(np.int64) - z[:, None]
+    y = (q @ q_w.astype(np.int64).T) * s[:, None].astype(np.float64) * s_w.astype(np.float64)
     return y + b if b is not None else y
 
 
 def test_quantize_rows_matches_its_definition():
-    x, *_ = operands(5, 37, 1)
-    x[1] = 0                      # all-zero row: scale 1, zeros
-    x[2, 3] = -x[2].__abs__().max() * 2  # the row's max is negative
-    q, s = quantize_rows_ref(x)
-    assert q.dtype == np.int8 and s.dtype == np.float32
-    assert s[1] == 1 and not q[1].any()
-    assert q[2, 3] == -127 and np.abs(q).max() == 127
-    np.testing.assert_array_equal(s[[0, 2, 3, 4]], np.abs(x[[0, 2, 3, 4]]).max(1) / np.float32(127))
-    np.testing.assert_array_equal(q, np.rint(x / s[:, None]))   # ties to even, no clip needed at max-abs
+    x, *_ = operands(6, 37, 1)
+    x[1] = 0                      # all-zero row: scale 1, zero point 0
+    x[2] = np.abs(x[2])           # no negatives: z = 0
+    x[3] = -np.abs(x[3])          # no positives: z = 255
+    x[4, 5] = -0.0
+    u, s, z = quantize_rows_ref(x)
+    assert u.dtype == np.uint8 and s.dtype == np.float32 and z.dtype == np.int32
+    assert s[1] == 1 and z[1] == 0 and not u[1].any()
+    assert z[2] == 0 and u[2].max() == 255 and z[3] == 255 and u[3].min() == 0
+    lo, hi = np.minimum(x.min(1), 0), np.maximum(x.max(1), 0)
+    rows = [0, 2, 3, 4, 5]
+    np.testing.assert_array_equal(s[rows], (hi - lo)[rows] / np.float32(255))
+    np.testing.assert_array_equal(z, np.rint(-lo / s))
+    np.testing.assert_array_equal(u, np.clip(np.rint(x / s[:, None]) + z[:, None], 0, 255))
+    dq = (u.astype(np.float32) - z[:, None]) * s[:, None]
+    assert np.abs(dq - x).max() <= 0.5 * s.max() * (1 + 1e-6)   # half a step at most: nothing clipped away
+    assert (dq[x == 0] == 0).all()                               # zero is exact
 
 
 @needs_vnni
 def test_kernel_quantises_bit_for_bit():
     x, *_ = operands(11, 50, 1, scale=7)
-    x[0, :4] = [0.5, 1.5, 2.5, -2.5]  # ties: the row's scale is 127 / 127 ... made exactly 1 below
-    x[0, 4] = 127
+    x[0, :4] = [0.5, 1.5, 2.5, -2.5]   # ties, with the row's range made 255 wide below: s = 1
+    x[0, 4:] = np.clip(x[0, 4:], -100, 150)
+    x[0, 4], x[0, 5] = -100, 155
+    x[1, 3] = -0.0
+    x[2] = 0
     u = np.empty((11, 52), np.uint8)
-    s = np.empty(11, np.float32)
-    kernels_i8._quantize_rows(x, x.view(np.int32), u, s)
-    q, s_ref = quantize_rows_ref(x)
+    s, z = np.empty(11, np.float32), np.empty(11, np.int32)
+    kernels_i8._quantize_rows(x, x.view(np.int32), u, s, z)
+    u_ref, s_ref, z_ref = quantize_rows_ref(x)
     np.testing.assert_array_equal(s, s_ref)
-    np.testing.assert_array_equal(u[:, :50].astype(np.int16) - 128, q)
-    assert (u[:, 50:] == 128).all()                      # padding is a zero
-    np.testing.assert_array_equal(q[0, :4], [0, 2, 2, -2])
+    np.testing.assert_array_equal(z, z_ref)
+    np.testing.assert_array_equal(u[:, :50], u_ref)
+    assert (u[:, 50:] == 0).all()                        # padding (its weights are zero)
+    assert s[0] == 1 and z[0] == 100
+    np.testing.assert_array_equal(u[0, :4].astype(int) - 100, [0, 2, 2, -2])
 
 
 @needs_vnni
@@ -75,14 +89,14 @@ def test_kernel_is_the_exact_integer_product(m, k, n):
 def test_kernel_extremes_do_not_overflow():
     """The largest sums: every activation at +-127 against weights at -127 .. 127, K = 3072."""
     k, n = 3072, 64
-    x = np.full((MR + 1, k), 127, np.float32)   # s_x = 1, q_x = x
-    x[1::2] *= -1
+    x = np.full((MR + 1, k), 255, np.float32)   # s_x = 1, z = 0, u = 255
+    x[1::2] = -255                              # s_x = 1, z = 255, u = 0
     q_w = np.full((n, k), 127, np.int8)
     q_w[1::2] = -127
     s_w = np.ones(n, np.float32)
     got = matmul_i8(x, pack_i8(q_w, s_w))
     np.testing.assert_array_equal(got, exact(x, q_w, s_w).astype(np.float32))
-    assert np.abs(got).max() == 127 * 127 * k
+    assert np.abs(got).max() == 255 * 127 * k
 
 
 @needs_vnni

@@ -203,11 +203,13 @@ def hf_sources(tmp_path_factory):
 
 def fake_quant_rows(x):
     """torch: kernels_i8's per-row activation quantisation, quantised and dequantised: the same
-    float32 division and ties-to-even rounding, so on the same input it is bit for bit ours."""
+    float32 operations and ties-to-even rounding, so on the same input it is bit for bit ours."""
     import torch
-    amax = x.abs().amax(dim=-1, keepdim=True)
-    s = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
-    return torch.clamp(torch.round(x / s), -127, 127) * s
+    lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0)
+    hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0)
+    s = torch.where(hi > lo, (hi - lo) / 255, torch.ones_like(hi))
+    z = torch.round(-lo / s)
+    return (torch.clamp(torch.round(x / s) + z, 0, 255) - z) * s
 
 
 def teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch):
