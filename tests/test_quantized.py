@@ -305,8 +305,22 @@ def test_logits_match_hf_on_dequantised_weights(preset, dtype, quantize_encoder,
     if dtype == "int8" and quantize_encoder:  # int8 x int8 encoder (kernels_i8): activations quantised per row
         enc, enc_ref = teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch)
         assert np.abs(enc - enc_ref).max() < TOL
+        # the cross-attention K/V projections read the encoder's rows in int8 too: fed fake_quant_rows of
+        # ours (the input they get from torch's encoder output is checked equal to ours first)
+        assert not cfg.has_enc_to_dec_proj
+        cross = [hf.decoder.get_submodule(f"model.decoder.layers.{i}.encoder_attn.{n}")
+                 for i in range(cfg.decoder.decoder_layers) for n in ("k_proj", "v_proj")]
+        gaps = []
+
+        def cross_in(m, args):
+            gaps.append(float(np.abs(args[0].numpy() - enc).max()))
+            return (fake_quant_rows(torch.from_numpy(enc)),)
+        handles = [m.register_forward_pre_hook(cross_in) for m in cross]
         with torch.inference_mode():
             ref = hf(encoder_outputs=(torch.from_numpy(enc_ref),), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()
+        for h in handles:
+            h.remove()
+        assert len(gaps) == len(cross) and max(gaps) < TOL
     else:
         with torch.inference_mode():
             ref = hf(pixel_values=torch.from_numpy(px), decoder_input_ids=torch.from_numpy(ids)).logits.numpy()

@@ -22,7 +22,8 @@ import numpy as np
 
 from .encoder import linear
 from .kernels import attend_one, bias_act_, layer_norm, softmax_
-from .quant import take_rows
+from .kernels_i8 import matmul_i8, pack_i8, quantize_rows
+from .quant import int8_encoder, take_rows
 
 DEC_LN_EPS = 1e-5
 _P = "decoder.model.decoder."
@@ -127,11 +128,18 @@ def init_cache(params, cfg, encoder_hidden_states, max_len):
     B, S, _ = enc.shape
     H = d.decoder_attention_heads
     hd = d.d_model // H
+    # an int8 --quantize-encoder folder: these 577-row GEMMs multiply int8 x int8 like the encoder's,
+    # on the encoder's rows quantised once for all layers (quant.int8_encoder, kernels_i8)
+    enc_q = quantize_rows(enc.reshape(B * S, -1)) if int8_encoder(params) else None
     cache = KVCache([], [], [], [])
     for i in range(d.decoder_layers):
         a = f"{_P}layers.{i}.encoder_attn."
         for name, dst in (("k_proj", cache.cross_k), ("v_proj", cache.cross_v)):
-            t = linear(enc, params[a + name + ".weight"], params[a + name + ".bias"])
+            w, b = params[a + name + ".weight"], params[a + name + ".bias"]
+            if enc_q is not None:
+                t = matmul_i8(enc_q, pack_i8(w.data, w.scale), b).reshape(B, S, -1)
+            else:
+                t = linear(enc, w, b)
             dst.append(np.ascontiguousarray(_split_heads(t, H)))
         cache.self_k.append(np.zeros((B, H, max_len, hd), np.float32))
         cache.self_v.append(np.zeros((B, H, max_len, hd), np.float32))

@@ -25,8 +25,10 @@ arithmetic, not bandwidth.
   int8: int8 x int8 arithmetic (trocr_np.kernels_i8): each Linear's input is quantised per row at run
         time, as ONNX Runtime's dynamic quantisation does, and multiplied with AVX-512 VNNI. This is
         the one format whose numbers are not those of float32 arithmetic on the dequantised weights:
-        they are those of the same model with each encoder Linear's input quantised and dequantised
-        (kernels_i8 has the formula; tests/test_quantized.py holds it to transformers so modified).
+        they are those of the same model with each encoder Linear's input quantised and dequantised,
+        and the decoder's cross-attention K/V projections likewise (they too run once per image on
+        the encoder's rows: `int8_encoder`). kernels_i8 has the formula; tests/test_quantized.py
+        holds it to transformers so modified.
 
 int8 is symmetric per output channel (per row of the torch (out, in) matrix):
     scale[n] = r[n] * max_k |w[n, k]| / 127,   q[n, k] = round(w[n, k] / scale[n]) clipped to [-127, 127],
@@ -178,6 +180,13 @@ def file_tensors(tensors: dict[str, np.ndarray], dtype: str, quantize_encoder: b
                 raise CheckpointError(f"{where}: tensor {name!r} overflows float16 (|values| > 65504); "
                                       "use --dtype bfloat16 or float32")
     return out
+
+
+def int8_encoder(params: dict) -> bool:
+    """Whether the encoder's matrices are int8 (an int8 --quantize-encoder folder). Then every Linear
+    that reads the encoder's rows multiplies int8 x int8 (trocr_np.kernels_i8): the encoder's own and
+    the decoder's cross-attention K/V projections of its output (once per image, 577-row GEMMs)."""
+    return any(isinstance(v, PackedWeight) and v.kind == "int8" and ENCODER_MATRIX.match(k) for k, v in params.items())
 
 
 def packed_params(raw: dict, where="weights") -> dict:
