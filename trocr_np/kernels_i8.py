@@ -1,10 +1,12 @@
-"""int8 x int8 matrix products for the encoder: activations quantised per row at run time.
+"""int8 x int8 matrix products for the encoder side: activations quantised per row at run time.
 
 The encoder is compute-bound (a page of 20 lines is 20 ViT passes of 577-row GEMMs), so 8-bit
 *weights* alone buy it nothing: BLAS wants float32. What pays is 8-bit *arithmetic*: AVX-512 VNNI's
 `vpdpbusd` does 64 byte multiply-adds per instruction into 16 int32 sums, where a float32 FMA does
 16. So an int8 encoder matrix (quant.PackedWeight, kind "int8", from `convert --dtype int8
---quantize-encoder`) is applied as ONNX Runtime's dynamic quantisation does (ONNX's
+--quantize-encoder`), and in such a folder the decoder's cross-attention K/V projections too (they
+read the encoder's 577 rows once per image: quant.int8_encoder), is applied as ONNX Runtime's
+dynamic quantisation does (ONNX's
 DynamicQuantizeLinear: unsigned 8-bit, asymmetric), but per input row rather than per tensor:
 
     lo[m] = min(0, min_k x[m, k]),  hi[m] = max(0, max_k x[m, k])
