@@ -254,7 +254,9 @@ def main():
                     return t_det + t_rec, t_det, t_rec
                 runs[f"ORT {'int8' if int8 else 'float32'}"] = ort_run
         if ARGS.overlap:
-            runs.update(overlap_runs(models["float32"], craft, rgb, options))
+            for dt in ("float32", "int8-encoder"):
+                if dt in models:
+                    runs.update(overlap_runs(models[dt], craft, rgb, options, dt))
 
         if ARGS.only:
             runs = {name: runs[name] for name in ARGS.only}
@@ -281,7 +283,7 @@ def report(best, passes):
         print(f"{name:26s} {tot:7.2f} {det:9.2f} {rec:12.2f} {tot / ref:8.2f}", flush=True)
 
 
-def overlap_runs(model, craft, rgb, options):
+def overlap_runs(model, craft, rgb, options, label):
     """Two pages, sequential vs the second page's detection on a thread during the first's recognition."""
     rec = trocr_recognizer(model, options)
 
@@ -303,7 +305,7 @@ def overlap_runs(model, craft, rgb, options):
             read(first)
             read(nxt.result())
         return time.perf_counter() - t0, float("nan"), float("nan")
-    return {"2 pages sequential": sequential, "2 pages overlapped": overlapped}
+    return {f"2 pages sequential, {label}": sequential, f"2 pages overlapped, {label}": overlapped}
 
 
 if __name__ == "__main__":
