@@ -55,6 +55,18 @@ def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prefetch", [1, 2500, 1 << 30])  # one row ahead, a few, past the end
+def test_matmul_packed_prefetch_changes_nothing(kind, prefetch, monkeypatch):
+    """The prefetch hints only move cache lines: every output is the same float32 as without them."""
+    w = pack(random_weight(1031, 257), kind)
+    x = np.random.default_rng(5).standard_normal((6, 257)).astype(np.float32)
+    monkeypatch.setattr(kernels_q, "PREFETCH_BYTES", 0)
+    plain = kernels_q.matmul_packed(x, w)
+    monkeypatch.setattr(kernels_q, "PREFETCH_BYTES", prefetch)
+    np.testing.assert_array_equal(kernels_q.matmul_packed(x, w), plain)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_kernel_dequantises_exactly(kind):
     """x = identity picks each weight alone: the kernel's float32 value of every stored weight
     must be the reference's exactly. For float16 that is every finite bit pattern, subnormals

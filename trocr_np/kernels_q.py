@@ -36,13 +36,14 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parallel, split
+from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import _REDUCE_FM, _int32_bits_as_float32
+from .kernels import _REDUCE_FM, _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
 
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
+PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -75,14 +76,16 @@ def _weight(row, k, kind):
 
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
+def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
     """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
     are read as one sequential stream, each converted in registers (from L1 after the first
     input row) while four input rows at a time share every converted weight; float32 sums, the
-    int8 scale times each finished sum."""
+    int8 scale times each finished sum. ahead > 0: row n + ahead is prefetched while row n is used."""
     M, K = x.shape
     for n in range(n0, n1):
         w = data[n]
+        if ahead > 0 and n + ahead < n1:
+            prefetch_row(data[n + ahead])
         sc = scale[n] if kind == 2 else np.float32(1.0)
         m = 0
         while m + 4 <= M:
@@ -114,6 +117,7 @@ def matmul_packed(x, w):
     data = w.data.view(np.uint16) if w.kind == "float16" else w.data
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
-    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parallel runs it here
-    run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, parts))
+    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parts runs it here
+    ahead = -(-PREFETCH_BYTES // (data.shape[1] * data.itemsize)) if PREFETCH_BYTES and data.shape[1] else 0
+    run_parts(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1], ahead), split(N, parts))
     return out
