@@ -44,6 +44,7 @@ from .quant import dequantize
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
+BLOCK_COLS, BLOCK_ROWS = 512, 8  # with 2+ input rows and K > BLOCK_COLS: x taken 512 columns at a time
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -107,6 +108,51 @@ def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
             out[r, n] = s * sc
 
 
+@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
+def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
+    """_matmul_rows_packed for several input rows and long weight rows (fc2: K = 4096, where four
+    input rows are 64 KB, more than L1): blocks of `rb` weight rows, each taken kc columns at a
+    time, so the kc-wide slice of x stays in L1 while every row of the block uses it. Partial sums
+    per slice are added up in float32; pf: the next block's slice is prefetched meanwhile."""
+    M, K = x.shape
+    acc = np.zeros((rb, M), np.float32)
+    for nb in range(n0, n1, rb):
+        nr = min(rb, n1 - nb)
+        acc[:] = 0
+        for c0 in range(0, K, kc):
+            c1 = min(K, c0 + kc)
+            for i in range(nr):
+                if pf and nb + rb + i < n1:
+                    prefetch_row(data[nb + rb + i, c0:c1])
+                w = data[nb + i, c0:c1]
+                L = c1 - c0
+                m = 0
+                while m + 4 <= M:
+                    x0, x1, x2, x3 = x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1]
+                    s0 = s1 = s2 = s3 = np.float32(0.0)
+                    for k in range(L):
+                        wk = _weight(w, k, kind)
+                        s0 += x0[k] * wk
+                        s1 += x1[k] * wk
+                        s2 += x2[k] * wk
+                        s3 += x3[k] * wk
+                    acc[i, m] += s0
+                    acc[i, m + 1] += s1
+                    acc[i, m + 2] += s2
+                    acc[i, m + 3] += s3
+                    m += 4
+                for r in range(m, M):
+                    xr = x[r, c0:c1]
+                    s = np.float32(0.0)
+                    for k in range(L):
+                        s += xr[k] * _weight(w, k, kind)
+                    acc[i, r] += s
+        for i in range(nr):
+            sc = scale[nb + i] if kind == 2 else np.float32(1.0)
+            for m in range(M):
+                out[m, nb + i] = acc[i, m] * sc
+
+
 def matmul_packed(x, w):
     """Fast matmul_packed_ref: x (M, K) @ dequantize(w).T -> (M, N) float32 (module docstring)."""
     M, N = x.shape[0], w.shape[0]
@@ -118,6 +164,10 @@ def matmul_packed(x, w):
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
     parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parts runs it here
+    if M >= 2 and x.shape[1] > BLOCK_COLS:
+        run_parts(lambda r: _matmul_blocks_packed(x, data, scale, kind, out, r[0], r[1], BLOCK_COLS, BLOCK_ROWS,
+                                                  PREFETCH_BYTES > 0), split(N, parts))
+        return out
     ahead = -(-PREFETCH_BYTES // (data.shape[1] * data.itemsize)) if PREFETCH_BYTES and data.shape[1] else 0
     run_parts(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1], ahead), split(N, parts))
     return out
