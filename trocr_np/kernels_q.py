@@ -11,8 +11,25 @@ version took four weight rows at a time (each row read once for all input rows, 
 the prefetcher never got ahead and the core waited on memory and computed in turn, 8-12 GB/s.
 Row by row, one 50265 x 1024 bfloat16 matrix, 1 row, 1 core: 14.8 -> 4.9 ms (int8 10.6 -> 2.3 ms),
 i.e. ~21 GB/s, the bandwidth OpenBLAS's float32 sgemv gets (benchmarks/bench_trocr.py has the
-whole-model ratios). Software prefetch of the next rows did not help further. The loops vectorise
-to 16-lane AVX-512 (8-lane AVX2) conversions and FMAs with LLVM's four accumulators per sum.
+whole-model ratios). On that AMD VM software prefetch did not help further.
+
+On an Intel Xeon VM (Sapphire Rapids class, 2026-12-02, shared: load 2-4) it does: there one core's
+demand misses alone streamed a packed matrix at only ~6-8 GB/s (OpenBLAS's 1-thread sgemv: ~15),
+so each row is read with the row PREFETCH_BYTES (16 KB) further on prefetched (`prefetcht2`,
+kernels.prefetch), 1 thread, 4096 x 1024 out of cache: bf16 6.4 -> 9.5 GB/s, int8 5.6 -> 7.8;
+whole decode steps of the base model, 1 thread: bf16/f32 per token 0.84 -> 0.61, int8 0.66 -> 0.40.
+The loops vectorise to conversions and FMAs with LLVM's four accumulators per sum; on AMD they are
+16-lane AVX-512, but on this Intel CPU LLVM prefers 256-bit vectors (its tuning for the CPU), so
+they are 8-lane ymm although the CPU has AVX-512. That costs: the same kernels compiled for zmm
+(NUMBA_CPU_FEATURES = the host's features + ",-prefer-256-bit", a process-wide setting we do not
+make) ran 4096 x 1024 out of cache, 1 thread, 1 row: bf16 9.3-9.8 -> 11.7-11.9 GB/s, int8 7.1-7.6
+-> 9.8-10.2; 4 rows: bf16 5.1-5.7 -> 8.5, int8 5.0-5.8 -> 5.3-5.6. With four input rows the kernel
+is bound by its FMAs (4 per weight, as float32's), not by memory.
+
+With 2+ input rows and long weight rows (K > BLOCK_COLS: fc2, K = 4096), four input rows are 64 KB,
+more than L1, and the row kernel re-read x from L2 for every weight row; `_matmul_blocks_packed`
+takes BLOCK_ROWS (8) weight rows at a time, x 512 columns at a time, so that slice of x stays in L1
+(4 rows, 1 thread, in a decode step: bf16 fc2 26 -> 16 ms a step, now what fc1 takes).
 
 That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
 rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
@@ -20,7 +37,8 @@ dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel a
 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
 237-251 vs 331-397 ms.
 The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
-for one row: here there is no OpenBLAS sgemv to leave it to.
+for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
+the calling thread (one hand-off fewer; a decode step makes ~100 of these calls per token).
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
