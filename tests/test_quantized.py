@@ -69,6 +69,20 @@ def test_matmul_packed_prefetch_changes_nothing(kind, prefetch, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rows", [1, 4, 7])
+@pytest.mark.parametrize("threaded", [True, False])
+def test_matmul_packed_many_equals_one_by_one(kind, rows, threaded, monkeypatch):
+    """One hand-off for several matrices (a layer's q/k/v) gives each matrix's own matmul_packed,
+    bit for bit, also for a matrix of fewer rows than workers and for the column-blocked kernel."""
+    monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
+    for k in (257, 1300):
+        ws = [pack(random_weight(n, k, seed=n), kind) for n in (1031, 1, 64)]
+        x = np.random.default_rng(rows).standard_normal((rows, k)).astype(np.float32)
+        for got, w in zip(kernels_q.matmul_packed_many(x, ws), ws):
+            np.testing.assert_array_equal(got, kernels_q.matmul_packed(x, w))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_kernel_dequantises_exactly(kind):
     """x = identity picks each weight alone: the kernel's float32 value of every stored weight
     must be the reference's exactly. For float16 that is every finite bit pattern, subnormals

@@ -29,7 +29,8 @@ import numpy as np
 
 from .encoder import linear
 from .kernels import attend_one, bias_act_, layer_norm, softmax_
-from .quant import take_rows
+from .kernels_q import matmul_packed_many
+from .quant import PackedWeight, take_rows
 
 DEC_LN_EPS = 1e-5
 _P = "decoder.model.decoder."
@@ -110,6 +111,22 @@ def _merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * hd)
 
 
+def projections(params, prefix, names, x):
+    """[linear(x, W, b) for each name's weight and bias under prefix]: (B, T, D) -> [(B, T, N)].
+    8/16-bit weights go to the workers in one call (kernels_q.matmul_packed_many), not one each."""
+    ws = [params[prefix + n + ".weight"] for n in names]
+    bs = [params[prefix + n + ".bias"] for n in names]
+    if not all(isinstance(w, PackedWeight) for w in ws):
+        return [linear(x, w, b) for w, b in zip(ws, bs)]
+    ys = matmul_packed_many(x.reshape(-1, x.shape[-1]), ws)
+    out = []
+    for y, w, b in zip(ys, ws, bs):
+        y = y.reshape(*x.shape[:-1], w.shape[0])
+        y += b
+        out.append(y)
+    return out
+
+
 def attention(q, k, v, causal_offset=None):
     """Readable attention. q (B, H, T, hd) pre-scaled, k/v (B, H, L, hd) -> (B, H, T, hd), probs.
     causal_offset=c: query t sits at absolute position c + t and sees keys 0 .. c + t."""
@@ -157,9 +174,10 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
 
     # self-attention: write the new K/V into the cache, attend causally over [0, n1)
     a = p + "self_attn."
-    q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale  # HF scales q
-    cache.self_k[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "k_proj.weight"], params[a + "k_proj.bias"]), H)
-    cache.self_v[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "v_proj.weight"], params[a + "v_proj.bias"]), H)
+    q, k, v = projections(params, a, ("q_proj", "k_proj", "v_proj"), x)
+    q = q * scale  # HF scales q
+    cache.self_k[i][:, :, n0:n1] = _split_heads(k, H)
+    cache.self_v[i][:, :, n0:n1] = _split_heads(v, H)
     if T == 1:  # decode step: fused Numba kernel, no mask needed
         o, _ = attend_one(q.reshape(B, H, hd), cache.self_k[i], cache.self_v[i], n1)
         o = o.reshape(B, 1, D)

@@ -171,6 +171,39 @@ def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
                 out[m, nb + i] = acc[i, m] * sc
 
 
+def _rows_task(x, w, out):
+    """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
+    M, K = x.shape
+    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+    scale = w.scale if w.scale is not None else _NO_SCALE
+    kind = _KIND[w.kind]
+    if M >= 2 and K > BLOCK_COLS:
+        return lambda r0, r1: _matmul_blocks_packed(x, data, scale, kind, out, r0, r1, BLOCK_COLS, BLOCK_ROWS,
+                                                    PREFETCH_BYTES > 0)
+    ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+    return lambda r0, r1: _matmul_rows_packed(x, data, scale, kind, out, r0, r1, ahead)
+
+
+def matmul_packed_many(x, ws):
+    """[matmul_packed(x, w) for w in ws] for matrices of the same K (a layer's q/k/v projections),
+    in one hand-off to the workers: worker i takes the i-th slice of every matrix's output columns.
+    x (M, K), ws: PackedWeight (N_j, K) -> [(M, N_j) float32]"""
+    M = x.shape[0]
+    if M > SMALL_ROWS:
+        return [matmul_packed_ref(x, w) for w in ws]
+    x = np.ascontiguousarray(x, np.float32)
+    outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
+    parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1
+    tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
+
+    def part(i):
+        for fn, cuts in tasks:
+            if i < len(cuts):  # a matrix of fewer rows than parts has fewer slices
+                fn(*cuts[i])
+    run_parts(part, list(range(parts)))
+    return outs
+
+
 def matmul_packed(x, w):
     """Fast matmul_packed_ref: x (M, K) @ dequantize(w).T -> (M, N) float32 (module docstring)."""
     M, N = x.shape[0], w.shape[0]
@@ -178,14 +211,7 @@ def matmul_packed(x, w):
         return matmul_packed_ref(x, w)
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty((M, N), np.float32)
-    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
-    scale = w.scale if w.scale is not None else _NO_SCALE
-    kind = _KIND[w.kind]
+    fn = _rows_task(x, w, out)
     parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parts runs it here
-    if M >= 2 and x.shape[1] > BLOCK_COLS:
-        run_parts(lambda r: _matmul_blocks_packed(x, data, scale, kind, out, r[0], r[1], BLOCK_COLS, BLOCK_ROWS,
-                                                  PREFETCH_BYTES > 0), split(N, parts))
-        return out
-    ahead = -(-PREFETCH_BYTES // (data.shape[1] * data.itemsize)) if PREFETCH_BYTES and data.shape[1] else 0
-    run_parts(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1], ahead), split(N, parts))
+    run_parts(lambda r: fn(r[0], r[1]), split(N, parts))
     return out
