@@ -41,6 +41,37 @@ machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
 
+Measured (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16 [--threads 1]),
+2026-12-02, on a 2-core Intel Xeon VM (family 6 model 207, Sapphire Rapids class: AVX-512 with
+BF16/VNNI, AMX) shared with another session's jobs (one process at ~100% of a core throughout),
+kernel line "openblas 0.3.31.188.0 kernel SkylakeX, openblas 0.3.30 kernel SkylakeX;
+OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset" (this machine sets neither, so "as is" and `env -u ...`
+are the same run). Ratios to our float32 in one run, and our own times; "before" is 040f957,
+"after" adds prefetching in the packed matmul and attention kernels, the column-blocked packed
+kernel for fc2, one thread hand-off fewer per call and q/k/v in one call (trocr_np/kernels_q.py,
+kernels.py, decoder.py); each pair taken one run after the other, UTC times:
+
+| ratio (goal), or ms             | 2 thr before 01:49 | after 01:53 | after 02:10 | before 02:14 | 1 thr before 01:59 | after 01:56 |
+|---|---|---|---|---|---|---|
+| load average during the run     | 2.3-4.7 | 4.7-4.0 | 3.3-4.0 | 4.0-3.0 | 1.9-2.0 | 3.9-1.9 |
+| decoder / token, bf16 (<= 0.6)  | 1.28    | 0.96    | 0.51    | 0.48    | 0.80    | 0.68 |
+| decoder / token, int8 (<= 0.5)  | 0.94    | 0.63    | 0.38    | 0.32    | 0.51    | 0.43 |
+| 4-row step, bf16 (<= 0.6)       | 1.24    | 0.66    | 0.61    | 0.98    | 0.78    | 0.62 |
+| 4-row step, int8 (<= 0.5)       | 0.96    | 0.50    | 0.55    | 0.51    | 0.57    | 0.52 |
+| token ms, f32 / bf16 / int8     | 50 / 64 / 47 | 52 / 50 / 33 | 93 / 47 / 35 | 156 / 74 / 49 | 87 / 69 / 44 | 88 / 59 / 38 |
+| 4-row ms, f32 / bf16 / int8     | 85 / 106 / 82 | 89 / 59 / 45 | 128 / 78 / 70 | 99 / 97 / 50 | 128 / 100 / 73 | 126 / 78 / 66 |
+
+The float32 side is the least reliable here: when the other session's process holds a core,
+OpenBLAS's 2-thread sgemv waits for its second thread and a float32 token took 93-156 ms in the
+second pair (50-52 in the first), which flatters the 2-thread ratios of that pair; compare the
+8/16-bit times themselves across a pair. Two earlier runs of "before" at 2 threads (01:10 and 01:13,
+load 0.5-2.6) gave token bf16 1.12 / 1.31, int8 0.76 / 0.87; 4-row step bf16 0.82 / 0.97, int8 0.65 /
+0.67. On this VM one core's demand misses stream only ~6-8 GB/s, so before the prefetching the 8/16-bit
+kernels were no faster than our float32 (OpenBLAS's sgemv, ~15 GB/s a core). With one core mostly
+taken the packed kernel's two halves often share a core (bf16 token 59 ms at 1 thread, 47-50 at 2),
+and its 4-row loops are bound by 8-lane FMAs (trocr_np/kernels_q.py: LLVM prefers 256-bit vectors
+on this CPU). The beam 4 / greedy rows moved by 2-3x between runs (float32 0.35 - 2.40) and are left out.
+
 Measured (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16), 2026-12-01, on a
 2-core AMD EPYC VM (family 25 model 17, AVX-512 with BF16/VNNI) shared with ~7 other jobs, kernel
 line "openblas 0.3.31 kernel SkylakeX; OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset". Ratios to our

@@ -124,3 +124,26 @@ def split(n, parts):
     parts = max(1, min(parts, n))
     cuts = [n * i // parts for i in range(parts + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
+
+
+def run_parts(fn, parts):
+    """fn(part) for every part, the first on the calling thread and the rest on the workers, for
+    nogil kernels that call no BLAS (a decode step's packed matmuls and attention). Unlike
+    `run_parallel` it leaves the BLAS thread count alone and hands off one part fewer: a decode
+    step makes ~70 such calls per token, each only 0.05-1 ms of work. At most n_workers() parts
+    (the caller and n_workers() - 1 workers); nested in a worker, or with no workers, all run here."""
+    pool = workers()
+    if pool is None or len(parts) < 2 or threading.current_thread().name.startswith(_PREFIX):
+        for p in parts:
+            fn(p)
+        return
+    if len(parts) > THREADS:
+        raise ValueError(f"run_parts takes at most {THREADS} parts, got {len(parts)}")
+    futures = [pool[0].submit(fn, p) for p in parts[1:]]
+    try:
+        fn(parts[0])
+    finally:
+        for f in futures:  # wait for every part before returning (or re-raising), then raise a worker's error
+            f.exception()
+    for f in futures:
+        f.result()

@@ -44,7 +44,8 @@ def random_weight(n, k, seed=0):
 @pytest.mark.parametrize("rows", [*range(1, 10), 16, 17, kernels_q.SMALL_ROWS, kernels_q.SMALL_ROWS + 1])
 # every remainder of the 4-row blocks, and each side of the switch to the reference
 @pytest.mark.parametrize("threaded", [True, False])
-@pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (33, 64), (6, 1000)])  # odd N, K off the vector widths
+@pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (33, 64), (6, 1000), (45, 1300)])
+# odd N, K off the vector widths; K = 1300 takes the column-blocked kernel (2+ rows, K > BLOCK_COLS)
 def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch):
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
     w = pack(random_weight(n, k), kind)
@@ -54,6 +55,33 @@ def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch
     assert out.dtype == np.float32 and out.shape == (rows, n)
     np.testing.assert_allclose(out, ref, rtol=0, atol=TOL)
     np.testing.assert_allclose(out, x @ dequantize(w).T, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prefetch", [1, 2500, 1 << 30])  # one row ahead, a few, past the end
+def test_matmul_packed_prefetch_changes_nothing(kind, prefetch, monkeypatch):
+    """The prefetch hints only move cache lines: every output is the same float32 as without them."""
+    for n, k in ((1031, 257), (45, 1300)):  # the row kernel, the column-blocked one
+        w = pack(random_weight(n, k), kind)
+        x = np.random.default_rng(5).standard_normal((6, k)).astype(np.float32)
+        monkeypatch.setattr(kernels_q, "PREFETCH_BYTES", 0)
+        plain = kernels_q.matmul_packed(x, w)
+        monkeypatch.setattr(kernels_q, "PREFETCH_BYTES", prefetch)
+        np.testing.assert_array_equal(kernels_q.matmul_packed(x, w), plain)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rows", [1, 4, 7])
+@pytest.mark.parametrize("threaded", [True, False])
+def test_matmul_packed_many_equals_one_by_one(kind, rows, threaded, monkeypatch):
+    """One hand-off for several matrices (a layer's q/k/v) gives each matrix's own matmul_packed,
+    bit for bit, also for a matrix of fewer rows than workers and for the column-blocked kernel."""
+    monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
+    for k in (257, 1300):
+        ws = [pack(random_weight(n, k, seed=n), kind) for n in (1031, 1, 64)]
+        x = np.random.default_rng(rows).standard_normal((rows, k)).astype(np.float32)
+        for got, w in zip(kernels_q.matmul_packed_many(x, ws), ws):
+            np.testing.assert_array_equal(got, kernels_q.matmul_packed(x, w))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -179,6 +179,55 @@ def test_attend_one_threaded_equals_reference(monkeypatch):
         assert _maxdiff(o, o_ref) < TOL and _maxdiff(p, p_ref) < 1e-6
 
 
+@pytest.mark.parametrize("threaded", [True, False])
+def test_attend_one_prefetch_changes_nothing(threaded, monkeypatch):
+    """The K/V prefetch hints (ahead of the keys, into the values, into the next head) move only
+    cache lines: out and probs are the same float32 as without them, also across a worker split."""
+    monkeypatch.setattr(kernels, "ATTEND_PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
+    rng = np.random.default_rng(22)
+    q = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    k, v = rng.standard_normal((2, 2, 3, 50, 16)).astype(np.float32)
+    for n in (1, 9, 50):
+        monkeypatch.setattr(kernels, "ATTEND_PREFETCH_BYTES", 0)
+        o0, p0 = kernels.attend_one(q, k, v, n)
+        for ahead in (64, 640, 1 << 20):
+            monkeypatch.setattr(kernels, "ATTEND_PREFETCH_BYTES", ahead)
+            o, p = kernels.attend_one(q, k, v, n)
+            assert np.array_equal(o, o0) and np.array_equal(p, p0)
+
+
+def test_run_parts_first_part_here_rest_on_workers():
+    """run_parts runs its first part on the calling thread, the others on the workers, leaves the
+    BLAS thread count alone, waits for every part before re-raising one's error, and nested in a
+    worker runs serially there."""
+    if threads.workers() is None:
+        pytest.skip("no worker threads here")
+    import threading
+
+    here = threading.current_thread().name
+    parts = list(range(threads.THREADS))
+    seen = {}
+    threads.run_parts(lambda p: seen.__setitem__(p, threading.current_thread().name), parts)
+    assert sorted(seen) == parts and seen[0] == here
+    assert all(seen[p].startswith(threads._PREFIX) for p in parts[1:])
+    done = []
+
+    def slow_or_fail(p):
+        if p == 0:
+            raise ZeroDivisionError
+        import time
+        time.sleep(0.05)
+        done.append(p)
+    with pytest.raises(ZeroDivisionError):
+        threads.run_parts(slow_or_fail, parts)
+    assert sorted(done) == parts[1:]  # the workers' parts finished before the error came back
+    nested = []
+    threads.run_parts(lambda p: threads.run_parts(lambda q: nested.append((p, q)), [10, 11]) if p else None, [0, 1])
+    assert sorted(nested) == [(1, 10), (1, 11)]
+    with pytest.raises(ValueError):
+        threads.run_parts(lambda p: None, list(range(threads.THREADS + 1)))
+
+
 def test_run_parallel_covers_items_and_nests_serially():
     """Every item runs once on a worker; a nested call inside a worker (a decode-step kernel inside
     an encoder slice) runs serially in that worker instead of waiting on the pool it occupies,

@@ -8,6 +8,14 @@ Self-attention K/V live in a cache preallocated to `max_len`; cross-attention K/
 once per image in `init_cache`. Params are keyed by on-disk names
 (`decoder.model.decoder.layers.0.self_attn.q_proj.weight`, ...).
 
+Where a cached decode step's time goes with bf16/int8 weights (base layout, 1 row, 2 threads, timers
+around each call; Intel Xeon VM, load 3-4, 2026-12-02): the matrices 80-87% (fc1 + fc2 33-39%, the
+output projection 14-15%, the six 1024 x 1024 projections 33%), cross-attention 9-15% (57 MB of
+float32 K/V per image and token), self-attention, LayerNorms, GELU and the embedding 2-3%, the
+Python between the calls 2-3%. A step of 4 rows: cross-attention 20-27%, the Python 1.5-2%.
+Each split call hands work to a worker thread (~20 us, ocr_base.threads.run_parts), ~75 per token
+(8/16-bit q/k/v go in one call, `projections`).
+
 References: transformers 5.24 `models/trocr/modeling_trocr.py`,
 `models/vision_encoder_decoder/modeling_vision_encoder_decoder.py` (enc_to_dec_proj);
 docs/architecture.md (where each equation lives, the quirks).
@@ -23,7 +31,8 @@ import numpy as np
 from .encoder import linear
 from .kernels import attend_one, bias_act_, layer_norm, softmax_
 from .kernels_i8 import matmul_i8, pack_i8, quantize_rows
-from .quant import int8_encoder, take_rows
+from .kernels_q import matmul_packed_many
+from .quant import PackedWeight, int8_encoder, take_rows
 
 DEC_LN_EPS = 1e-5
 _P = "decoder.model.decoder."
@@ -104,6 +113,22 @@ def _merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * hd)
 
 
+def projections(params, prefix, names, x):
+    """[linear(x, W, b) for each name's weight and bias under prefix]: (B, T, D) -> [(B, T, N)].
+    8/16-bit weights go to the workers in one call (kernels_q.matmul_packed_many), not one each."""
+    ws = [params[prefix + n + ".weight"] for n in names]
+    bs = [params[prefix + n + ".bias"] for n in names]
+    if not all(isinstance(w, PackedWeight) for w in ws):
+        return [linear(x, w, b) for w, b in zip(ws, bs)]
+    ys = matmul_packed_many(x.reshape(-1, x.shape[-1]), ws)
+    out = []
+    for y, w, b in zip(ys, ws, bs):
+        y = y.reshape(*x.shape[:-1], w.shape[0])
+        y += b
+        out.append(y)
+    return out
+
+
 def attention(q, k, v, causal_offset=None):
     """Readable attention. q (B, H, T, hd) pre-scaled, k/v (B, H, L, hd) -> (B, H, T, hd), probs.
     causal_offset=c: query t sits at absolute position c + t and sees keys 0 .. c + t."""
@@ -158,9 +183,10 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
 
     # self-attention: write the new K/V into the cache, attend causally over [0, n1)
     a = p + "self_attn."
-    q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale  # HF scales q
-    cache.self_k[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "k_proj.weight"], params[a + "k_proj.bias"]), H)
-    cache.self_v[i][:, :, n0:n1] = _split_heads(linear(x, params[a + "v_proj.weight"], params[a + "v_proj.bias"]), H)
+    q, k, v = projections(params, a, ("q_proj", "k_proj", "v_proj"), x)
+    q = q * scale  # HF scales q
+    cache.self_k[i][:, :, n0:n1] = _split_heads(k, H)
+    cache.self_v[i][:, :, n0:n1] = _split_heads(v, H)
     if T == 1:  # decode step: fused Numba kernel, no mask needed
         o, _ = attend_one(q.reshape(B, H, hd), cache.self_k[i], cache.self_v[i], n1)
         o = o.reshape(B, 1, D)

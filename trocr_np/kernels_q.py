@@ -11,8 +11,25 @@ version took four weight rows at a time (each row read once for all input rows, 
 the prefetcher never got ahead and the core waited on memory and computed in turn, 8-12 GB/s.
 Row by row, one 50265 x 1024 bfloat16 matrix, 1 row, 1 core: 14.8 -> 4.9 ms (int8 10.6 -> 2.3 ms),
 i.e. ~21 GB/s, the bandwidth OpenBLAS's float32 sgemv gets (benchmarks/bench_trocr.py has the
-whole-model ratios). Software prefetch of the next rows did not help further. The loops vectorise
-to 16-lane AVX-512 (8-lane AVX2) conversions and FMAs with LLVM's four accumulators per sum.
+whole-model ratios). On that AMD VM software prefetch did not help further.
+
+On an Intel Xeon VM (Sapphire Rapids class, 2026-12-02, shared: load 2-4) it does: there one core's
+demand misses alone streamed a packed matrix at only ~6-8 GB/s (OpenBLAS's 1-thread sgemv: ~15),
+so each row is read with the row PREFETCH_BYTES (16 KB) further on prefetched (`prefetcht2`,
+kernels.prefetch), 1 thread, 4096 x 1024 out of cache: bf16 6.4 -> 9.5 GB/s, int8 5.6 -> 7.8;
+whole decode steps of the base model, 1 thread: bf16/f32 per token 0.84 -> 0.61, int8 0.66 -> 0.40.
+The loops vectorise to conversions and FMAs with LLVM's four accumulators per sum; on AMD they are
+16-lane AVX-512, but on this Intel CPU LLVM prefers 256-bit vectors (its tuning for the CPU), so
+they are 8-lane ymm although the CPU has AVX-512. That costs: the same kernels compiled for zmm
+(NUMBA_CPU_FEATURES = the host's features + ",-prefer-256-bit", a process-wide setting we do not
+make) ran 4096 x 1024 out of cache, 1 thread, 1 row: bf16 9.3-9.8 -> 11.7-11.9 GB/s, int8 7.1-7.6
+-> 9.8-10.2; 4 rows: bf16 5.1-5.7 -> 8.5, int8 5.0-5.8 -> 5.3-5.6. With four input rows the kernel
+is bound by its FMAs (4 per weight, as float32's), not by memory.
+
+With 2+ input rows and long weight rows (K > BLOCK_COLS: fc2, K = 4096), four input rows are 64 KB,
+more than L1, and the row kernel re-read x from L2 for every weight row; `_matmul_blocks_packed`
+takes BLOCK_ROWS (8) weight rows at a time, x 512 columns at a time, so that slice of x stays in L1
+(4 rows, 1 thread, in a decode step: bf16 fc2 26 -> 16 ms a step, now what fc1 takes).
 
 That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
 rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
@@ -20,7 +37,9 @@ dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel a
 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
 237-251 vs 331-397 ms.
 The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
-for one row: here there is no OpenBLAS sgemv to leave it to.
+for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
+the calling thread (one hand-off fewer, ~20 us each here), and `matmul_packed_many` takes several
+matrices of one input in one hand-off (a layer's q/k/v): a decode step makes ~75 calls per token.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
@@ -36,13 +55,15 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parallel, split
+from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import _REDUCE_FM, _int32_bits_as_float32
+from .kernels import _REDUCE_FM, _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
 
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
+PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
+BLOCK_COLS, BLOCK_ROWS = 512, 8  # with 2+ input rows and K > BLOCK_COLS: x taken 512 columns at a time
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -75,14 +96,16 @@ def _weight(row, k, kind):
 
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
+def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
     """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
     are read as one sequential stream, each converted in registers (from L1 after the first
     input row) while four input rows at a time share every converted weight; float32 sums, the
-    int8 scale times each finished sum."""
+    int8 scale times each finished sum. ahead > 0: row n + ahead is prefetched while row n is used."""
     M, K = x.shape
     for n in range(n0, n1):
         w = data[n]
+        if ahead > 0 and n + ahead < n1:
+            prefetch_row(data[n + ahead])
         sc = scale[n] if kind == 2 else np.float32(1.0)
         m = 0
         while m + 4 <= M:
@@ -104,6 +127,84 @@ def _matmul_rows_packed(x, data, scale, kind, out, n0, n1):
             out[r, n] = s * sc
 
 
+@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
+def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
+    """_matmul_rows_packed for several input rows and long weight rows (fc2: K = 4096, where four
+    input rows are 64 KB, more than L1): blocks of `rb` weight rows, each taken kc columns at a
+    time, so the kc-wide slice of x stays in L1 while every row of the block uses it. Partial sums
+    per slice are added up in float32; pf: the next block's slice is prefetched meanwhile."""
+    M, K = x.shape
+    acc = np.zeros((rb, M), np.float32)
+    for nb in range(n0, n1, rb):
+        nr = min(rb, n1 - nb)
+        acc[:] = 0
+        for c0 in range(0, K, kc):
+            c1 = min(K, c0 + kc)
+            for i in range(nr):
+                if pf and nb + rb + i < n1:
+                    prefetch_row(data[nb + rb + i, c0:c1])
+                w = data[nb + i, c0:c1]
+                L = c1 - c0
+                m = 0
+                while m + 4 <= M:
+                    x0, x1, x2, x3 = x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1]
+                    s0 = s1 = s2 = s3 = np.float32(0.0)
+                    for k in range(L):
+                        wk = _weight(w, k, kind)
+                        s0 += x0[k] * wk
+                        s1 += x1[k] * wk
+                        s2 += x2[k] * wk
+                        s3 += x3[k] * wk
+                    acc[i, m] += s0
+                    acc[i, m + 1] += s1
+                    acc[i, m + 2] += s2
+                    acc[i, m + 3] += s3
+                    m += 4
+                for r in range(m, M):
+                    xr = x[r, c0:c1]
+                    s = np.float32(0.0)
+                    for k in range(L):
+                        s += xr[k] * _weight(w, k, kind)
+                    acc[i, r] += s
+        for i in range(nr):
+            sc = scale[nb + i] if kind == 2 else np.float32(1.0)
+            for m in range(M):
+                out[m, nb + i] = acc[i, m] * sc
+
+
+def _rows_task(x, w, out):
+    """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
+    M, K = x.shape
+    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+    scale = w.scale if w.scale is not None else _NO_SCALE
+    kind = _KIND[w.kind]
+    if M >= 2 and K > BLOCK_COLS:
+        return lambda r0, r1: _matmul_blocks_packed(x, data, scale, kind, out, r0, r1, BLOCK_COLS, BLOCK_ROWS,
+                                                    PREFETCH_BYTES > 0)
+    ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+    return lambda r0, r1: _matmul_rows_packed(x, data, scale, kind, out, r0, r1, ahead)
+
+
+def matmul_packed_many(x, ws):
+    """[matmul_packed(x, w) for w in ws] for matrices of the same K (a layer's q/k/v projections),
+    in one hand-off to the workers: worker i takes the i-th slice of every matrix's output columns.
+    x (M, K), ws: PackedWeight (N_j, K) -> [(M, N_j) float32]"""
+    M = x.shape[0]
+    if M > SMALL_ROWS:
+        return [matmul_packed_ref(x, w) for w in ws]
+    x = np.ascontiguousarray(x, np.float32)
+    outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
+    parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1
+    tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
+
+    def part(i):
+        for fn, cuts in tasks:
+            if i < len(cuts):  # a matrix of fewer rows than parts has fewer slices
+                fn(*cuts[i])
+    run_parts(part, list(range(parts)))
+    return outs
+
+
 def matmul_packed(x, w):
     """Fast matmul_packed_ref: x (M, K) @ dequantize(w).T -> (M, N) float32 (module docstring)."""
     M, N = x.shape[0], w.shape[0]
@@ -111,9 +212,7 @@ def matmul_packed(x, w):
         return matmul_packed_ref(x, w)
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty((M, N), np.float32)
-    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
-    scale = w.scale if w.scale is not None else _NO_SCALE
-    kind = _KIND[w.kind]
-    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parallel runs it here
-    run_parallel(lambda r: _matmul_rows_packed(x, data, scale, kind, out, r[0], r[1]), split(N, parts))
+    fn = _rows_task(x, w, out)
+    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parts runs it here
+    run_parts(lambda r: fn(r[0], r[1]), split(N, parts))
     return out
