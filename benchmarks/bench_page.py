@@ -32,26 +32,23 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
-Measured 2026-12-02 on the 2-core AMD EPYC VM (AVX-512; OpenBLAS 0.3.31 SkylakeX, OPENBLAS_CORETYPE
-unset), --threads 2, one alternating pass (--repeat 1; more did not fit), shared with other jobs at
-load average 2.5-4.0, so absolute times are ~3-5x a quiet machine's; the one pass is also the warm-up;
-page batching at batch_size 32:
+Measured 2026-12-02 on a 2-core Intel Xeon VM (Emerald Rapids, AVX-512 VNNI/BF16; OpenBLAS 0.3.31
+SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, quiet (load 1.2-2.2):
 
     seconds per page        page  detector  recognition  / torch
-    torch                   88.7      16.6         72.0     1.00
-    ours float32            83.9       7.7         76.2     0.95
-    ours int8              101.1       7.0         94.1     1.14
-    ORT int8                16.0       3.6         12.4     0.18
-    ours f32, batch 8       25.8       4.2         21.6     0.29
-    ours bfloat16 (32)      47.0       4.8         42.2     0.53
-    ORT float32             38.3       3.9         34.4     0.43
+    torch                   23.4       6.1         17.2     1.00
+    ours float32            24.0       3.8         20.2     1.03
+    ours bfloat16           20.6       3.7         17.0     0.88
+    ours int8               24.1       3.9         20.2     1.03
+    ours int8-encoder       15.7       3.3         12.4     0.67
+    ORT float32             23.5       3.8         19.7     1.00
+    ORT int8                13.7       3.4         10.3     0.59
 
-Batch 32 (20 rows at once) lost to batch 8 because the decode steps left the few-row kernel
-(kernels.SMALL_M = 16 rows) for OpenBLAS sgemm: 16 greedy steps of 20 rows took 27-33 s at once
-against 15.6-16.4 s as 8 + 8 + 4 (10 + 10: the same as 8 + 8 + 4). So BATCH_SIZE is now 16.
-The ORT int8 row quantises the encoder's GEMMs too (our int8 keeps the encoder float32, and the
-page is encoder-bound: 20 ViT-B passes, ~2.2 TFLOP). The detector overlap (--overlap) was not
-timed: the run was cut short.
+(ours int8-encoder's recognition, 20 crops, profiled: encoder 5.3-7.0 s, cross-attention K/V
+1.0-1.4 s, 32 decode steps of 16 + 4 rows 3.7-4.8 s.) --overlap, two pages, same machine: float32
+45.1 s sequential vs 47.1 s overlapped, int8-encoder 32.4 vs 31.7 s: no gain on 2 cores.
+Earlier, on the 2-core AMD EPYC VM (before the int8 encoder): torch 28.8, ours float32 22.7,
+bfloat16 22.6, int8 22.1, ORT float32 23.0, ORT int8 15.3 s.
 """
 from __future__ import annotations
 
