@@ -95,6 +95,29 @@ def _weight(row, k, kind):
     return np.float32(row[k])
 
 
+@numba.njit(cache=True, inline="always")
+def _dot4(x0, x1, x2, x3, w, kind):
+    """(x0 . w, x1 . w, x2 . w, x3 . w) in float32, each stored weight converted once for all four
+    input rows (inlined: the caller's fastmath lets LLVM vectorise the sums)."""
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    for k in range(w.shape[0]):
+        wk = _weight(w, k, kind)
+        s0 += x0[k] * wk
+        s1 += x1[k] * wk
+        s2 += x2[k] * wk
+        s3 += x3[k] * wk
+    return s0, s1, s2, s3
+
+
+@numba.njit(cache=True, inline="always")
+def _dot1(x0, w, kind):
+    """x0 . w in float32 (the rows left over after the fours)."""
+    s = np.float32(0.0)
+    for k in range(w.shape[0]):
+        s += x0[k] * _weight(w, k, kind)
+    return s
+
+
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
 def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
     """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
@@ -109,22 +132,11 @@ def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
         sc = scale[n] if kind == 2 else np.float32(1.0)
         m = 0
         while m + 4 <= M:
-            x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
-            s0 = s1 = s2 = s3 = np.float32(0.0)
-            for k in range(K):
-                wk = _weight(w, k, kind)
-                s0 += x0[k] * wk
-                s1 += x1[k] * wk
-                s2 += x2[k] * wk
-                s3 += x3[k] * wk
+            s0, s1, s2, s3 = _dot4(x[m], x[m + 1], x[m + 2], x[m + 3], w, kind)
             out[m, n], out[m + 1, n], out[m + 2, n], out[m + 3, n] = s0 * sc, s1 * sc, s2 * sc, s3 * sc
             m += 4
         for r in range(m, M):
-            xr = x[r]
-            s = np.float32(0.0)
-            for k in range(K):
-                s += xr[k] * _weight(w, k, kind)
-            out[r, n] = s * sc
+            out[r, n] = _dot1(x[r], w, kind) * sc
 
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
@@ -144,28 +156,16 @@ def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
                 if pf and nb + rb + i < n1:
                     prefetch_row(data[nb + rb + i, c0:c1])
                 w = data[nb + i, c0:c1]
-                L = c1 - c0
                 m = 0
                 while m + 4 <= M:
-                    x0, x1, x2, x3 = x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1]
-                    s0 = s1 = s2 = s3 = np.float32(0.0)
-                    for k in range(L):
-                        wk = _weight(w, k, kind)
-                        s0 += x0[k] * wk
-                        s1 += x1[k] * wk
-                        s2 += x2[k] * wk
-                        s3 += x3[k] * wk
+                    s0, s1, s2, s3 = _dot4(x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1], w, kind)
                     acc[i, m] += s0
                     acc[i, m + 1] += s1
                     acc[i, m + 2] += s2
                     acc[i, m + 3] += s3
                     m += 4
                 for r in range(m, M):
-                    xr = x[r, c0:c1]
-                    s = np.float32(0.0)
-                    for k in range(L):
-                        s += xr[k] * _weight(w, k, kind)
-                    acc[i, r] += s
+                    acc[i, r] += _dot1(x[r, c0:c1], w, kind)
         for i in range(nr):
             sc = scale[nb + i] if kind == 2 else np.float32(1.0)
             for m in range(M):
