@@ -291,7 +291,7 @@ def matmul_packed_many(x, ws):
         return [matmul_packed_ref(x, w) for w in ws]
     x = np.ascontiguousarray(x, np.float32)
     outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
-    parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1
+    parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1  # one part: run here
     tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
 
     def part(i):
@@ -304,12 +304,4 @@ def matmul_packed_many(x, ws):
 
 def matmul_packed(x, w):
     """Fast matmul_packed_ref: x (M, K) @ dequantize(w).T -> (M, N) float32 (module docstring)."""
-    M, N = x.shape[0], w.shape[0]
-    if M > SMALL_ROWS:
-        return matmul_packed_ref(x, w)
-    x = np.ascontiguousarray(x, np.float32)
-    out = np.empty((M, N), np.float32)
-    fn = _rows_task(x, w, out)
-    parts = n_workers() if w.nbytes >= PARALLEL_MIN_BYTES else 1  # one part: run_parts runs it here
-    run_parts(lambda r: fn(r[0], r[1]), split(N, parts))
-    return out
+    return matmul_packed_many(x, [w])[0]
