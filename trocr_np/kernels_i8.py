@@ -49,7 +49,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parallel, split
+from ocr_base.threads import n_workers, run_parts, split
 
 from .kernels import _int32_bits_as_float32
 
@@ -289,8 +289,9 @@ def quantize_rows(x: np.ndarray) -> QuantizedRows:
 
 def matmul_i8(x, w: I8Panels, bias=None, out=None, vnni: bool | None = None) -> np.ndarray:
     """Fast matmul_i8_ref (+ bias): x (M, K) float32, or QuantizedRows of it, -> (M, N) float32, into
-    `out` if given (it may be a row slice of a bigger array). The rows are split over the worker
-    threads (ocr_base.threads); on a worker thread (the encoder's row slices) it runs there, serially.
+    `out` if given (it may be a row slice of a bigger array). The rows are split over the calling
+    thread and the workers (ocr_base.threads.run_parts: the kernel calls no BLAS); on a worker thread
+    (the encoder's row slices) it runs there, serially.
     vnni=False (and a CPU without VNNI) takes the reference's float32 route."""
     N, K = w.shape
     xq = x if isinstance(x, QuantizedRows) else None
@@ -305,6 +306,6 @@ def matmul_i8(x, w: I8Panels, bias=None, out=None, vnni: bool | None = None) -> 
     xq = xq or quantize_rows(x)
     b = _NO_BIAS if bias is None else np.asarray(bias, np.float32)
     parts = split(x.shape[0], n_workers()) if x.shape[0] >= 2 * MB else [(0, x.shape[0])]
-    run_parallel(lambda r: _gemm_rows(xq.u[r[0]:r[1]], xq.s[r[0]:r[1]], xq.z[r[0]:r[1]], w.panels, w.wsum,
+    run_parts(lambda r: _gemm_rows(xq.u[r[0]:r[1]], xq.s[r[0]:r[1]], xq.z[r[0]:r[1]], w.panels, w.wsum,
                                       w.scale, b, bias is not None, out[r[0]:r[1]]), parts)
     return out
