@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from trocr_np import kernels_i8
-from trocr_np.kernels_i8 import MB, MR, NR, HAVE_VNNI, matmul_i8, matmul_i8_ref, pack_i8, quantize_rows_ref
+from trocr_np.kernels_i8 import (AMX_ROWS, MB, MR, NR, HAVE_VNNI, amx_ready, matmul_i8, matmul_i8_ref, pack_i8,
+                                 quantize_rows_ref)
 
 TOL = 1e-4
 needs_vnni = pytest.mark.skipif(not HAVE_VNNI, reason="this CPU has no AVX-512 VNNI: matmul_i8 is the reference")
+# each integer kernel this machine can run; the others are skipped (their CPUs test them)
+KERNELS = [pytest.param("vnni", marks=needs_vnni),
+           pytest.param("amx", marks=pytest.mark.skipif(not amx_ready(), reason="no AMX int8 here (or not permitted)"))]
 
 
 def operands(m, k, n, seed=0, scale=3.0):
@@ -71,52 +75,73 @@ def test_kernel_quantises_bit_for_bit():
     np.testing.assert_array_equal(u[0, :4].astype(int) - 100, [0, 2, 2, -2])
 
 
-@needs_vnni
-@pytest.mark.parametrize("m", [1, MR - 1, MR, MR + 1, MB - 1, MB + MR + 3, 2 * MB])   # every tile/block remainder
-@pytest.mark.parametrize("k, n", [(4, 1), (768, 96), (13, NR + 5), (3072, 40), (1, 3)])  # K, N off the 4 / 32 grid
-def test_kernel_is_the_exact_integer_product(m, k, n):
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("m", [1, MR - 1, MR, MR + 1, AMX_ROWS - 1, AMX_ROWS + 1, MB - 1, MB + MR + 3, 2 * MB,
+                               2 * MB + AMX_ROWS + 17])   # every tile/block remainder of both kernels
+@pytest.mark.parametrize("k, n", [(4, 1), (768, 96), (13, NR + 5), (3072, 40), (1, 3), (100, 64)])  # K, N off the grids
+def test_kernel_is_the_exact_integer_product(kernel, m, k, n):
     x, q_w, s_w, b = operands(m, k, n, seed=m * 31 + k)
     want = exact(x, q_w, s_w, b)
-    got = matmul_i8(x, pack_i8(q_w, s_w), b)
+    got = matmul_i8(x, pack_i8(q_w, s_w), b, kernel=kernel)
     assert got.dtype == np.float32 and got.shape == (m, n)
     # integer sums are exact: only the float32 rounding of the products and the bias remain
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(got, matmul_i8_ref(x, q_w, s_w) + b, rtol=0, atol=TOL * np.abs(want).max())
-    np.testing.assert_allclose(matmul_i8(x, pack_i8(q_w, s_w)), want - b, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(matmul_i8(x, pack_i8(q_w, s_w), kernel=kernel), want - b, rtol=2e-6, atol=2e-6)
 
 
-@needs_vnni
-def test_kernel_extremes_do_not_overflow():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_extremes_do_not_overflow(kernel):
     """The largest sums: every activation at +-127 against weights at -127 .. 127, K = 3072."""
     k, n = 3072, 64
-    x = np.full((MR + 1, k), 255, np.float32)   # s_x = 1, z = 0, u = 255
-    x[1::2] = -255                              # s_x = 1, z = 255, u = 0
+    x = np.full((AMX_ROWS + 1, k), 255, np.float32)   # s_x = 1, z = 0, u = 255
+    x[1::2] = -255                                    # s_x = 1, z = 255, u = 0
     q_w = np.full((n, k), 127, np.int8)
     q_w[1::2] = -127
     s_w = np.ones(n, np.float32)
-    got = matmul_i8(x, pack_i8(q_w, s_w))
+    got = matmul_i8(x, pack_i8(q_w, s_w), kernel=kernel)
     np.testing.assert_array_equal(got, exact(x, q_w, s_w).astype(np.float32))
     assert np.abs(got).max() == 255 * 127 * k
 
 
-@needs_vnni
-def test_out_argument_and_row_slices():
+@pytest.mark.skipif(not amx_ready(), reason="no AMX int8 here (or not permitted)")
+@pytest.mark.parametrize("m, k, n", [(2 * 577, 768, 3072), (77, 3072, 768), (33, 64, 33)])
+def test_amx_and_vnni_are_bit_for_bit_equal(m, k, n):
+    """The same integer sums and the same epilogue: not a last bit apart (also in the encoder's shapes)."""
+    x, q_w, s_w, b = operands(m, k, n, seed=m + n)
+    w = pack_i8(q_w, s_w)
+    np.testing.assert_array_equal(matmul_i8(x, w, b, kernel="amx"), matmul_i8(x, w, b, kernel="vnni"))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_out_argument_and_row_slices(kernel):
     x, q_w, s_w, b = operands(40, 64, 48, seed=3)
     w = pack_i8(q_w, s_w)
     big = np.full((50, 48), np.nan, np.float32)
-    matmul_i8(x[:20], w, b, out=big[5:25])
-    matmul_i8(x[20:], w, b, out=big[25:45])
-    np.testing.assert_array_equal(big[5:45], matmul_i8(x, w, b))
+    matmul_i8(x[:20], w, b, out=big[5:25], kernel=kernel)
+    matmul_i8(x[20:], w, b, out=big[25:45], kernel=kernel)
+    np.testing.assert_array_equal(big[5:45], matmul_i8(x, w, b, kernel=kernel))
     assert np.isnan(big[:5]).all() and np.isnan(big[45:]).all()
 
 
 def test_reference_route_gives_the_same_numbers():
-    """vnni=False (what a CPU without VNNI runs) is matmul_i8_ref: the kernel within float32 rounding."""
+    """kernel="ref" (what a CPU without VNNI runs) is matmul_i8_ref: the kernel within float32 rounding."""
     x, q_w, s_w, b = operands(30, 200, 70, seed=5)
     w = pack_i8(q_w, s_w)
-    ref = matmul_i8(x, w, b, vnni=False)
+    ref = matmul_i8(x, w, b, kernel="ref")
     np.testing.assert_array_equal(ref, matmul_i8_ref(x, q_w, s_w) + b)
     np.testing.assert_allclose(matmul_i8(x, w, b), ref, rtol=0, atol=TOL * np.abs(ref).max())
+
+
+def test_kernel_choice_is_checked():
+    x, q_w, s_w, b = operands(3, 8, 4)
+    w = pack_i8(q_w, s_w)
+    with pytest.raises(ValueError, match="kernel must be"):
+        matmul_i8(x, w, kernel="avx2")
+    for kernel in ("amx", "vnni"):
+        if kernel == "amx" and not amx_ready() or kernel == "vnni" and not HAVE_VNNI:
+            with pytest.raises(ValueError, match="cannot run"):
+                matmul_i8(x, w, kernel=kernel)
 
 
 def test_empty_inputs():
@@ -154,4 +179,6 @@ def test_rows_quantised_once_give_the_same_product():
     w = pack_i8(q_w, s_w)
     xq = kernels_i8.quantize_rows(x)
     np.testing.assert_array_equal(matmul_i8(xq, w, b), matmul_i8(x, w, b))
-    np.testing.assert_array_equal(matmul_i8(xq, w, b, vnni=False), matmul_i8(x, w, b, vnni=False))
+    np.testing.assert_array_equal(matmul_i8(xq, w, b, kernel="ref"), matmul_i8(x, w, b, kernel="ref"))
+    if amx_ready():
+        np.testing.assert_array_equal(matmul_i8(xq, w, b, kernel="amx"), matmul_i8(x, w, b, kernel="amx"))

@@ -55,6 +55,8 @@ from .kernels import _int32_bits_as_float32
 
 MR, NR = 8, 32   # tile: rows x output columns (NR = 2 zmm of 16 int32)
 MB = 96          # rows per block: MB * K activation bytes stay in L2 while all panels pass
+KALIGN = 64      # K is zero-padded to this (AMX reads 64 bytes of k per tile row; VNNI needs 4)
+AMX_ROWS = 32    # an AMX block: 2 x 2 tiles of 16 rows x 16 int32 = 32 rows x NR columns
 
 
 def _host_has_vnni() -> bool:
@@ -68,6 +70,40 @@ def _host_has_vnni() -> bool:
 
 
 HAVE_VNNI = _host_has_vnni()
+
+
+def _host_has_amx() -> bool:
+    """Whether the code Numba generates here may use AMX's int8 tiles (amx-tile + amx-int8)."""
+    from numba.core import config
+    if config.CPU_NAME:
+        return "+amx-int8" in (config.CPU_FEATURES or "") and "+amx-tile" in (config.CPU_FEATURES or "")
+    import llvmlite.binding as llvm
+    f = llvm.get_host_cpu_features()
+    return bool(HAVE_VNNI and f.get("amx-tile") and f.get("amx-int8"))
+
+
+HAVE_AMX = _host_has_amx()
+_AMX_PERMITTED: list[bool] = []
+
+
+def amx_ready() -> bool:
+    """AMX is compiled in and Linux lets this process use it. The tile registers (8 KB of state) are
+    off until a process asks for them: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), once,
+    for all its threads (Linux >= 5.16). Refused or unavailable: the VNNI kernel runs instead."""
+    if not _AMX_PERMITTED:
+        ok = False
+        if HAVE_AMX:
+            import ctypes
+            import platform
+            if platform.system() == "Linux" and platform.machine() == "x86_64":
+                try:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+                    ok = libc.syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
+                except (OSError, AttributeError):
+                    ok = False
+        _AMX_PERMITTED.append(ok)
+    return _AMX_PERMITTED[0]
 
 
 # --------------------------------------------------------------------------- the numbers (references)
@@ -99,8 +135,8 @@ class I8Panels:
     """An int8 (N, K) matrix q_w with its scales s_w, and its copy in the kernel's layout for one
     layer's run (None where the CPU has no VNNI: the reference route reads q_w itself).
 
-    q: (N, K) int8;  scale: (N,) float32;  panels: (ceil(N/NR), K4, NR, 4) int8, K4 = ceil(K/4),
-    zero-padded;  wsum: (NP * NR,) int32, sum_k q_w[n, k] (times z[m]: the zero point's share)."""
+    q: (N, K) int8;  scale: (N,) float32;  panels: (ceil(N/NR), K4, NR, 4) int8, K4 = Kp / 4
+    (Kp: K rounded up to KALIGN), zero-padded;  wsum: (NP * NR,) int32, sum_k q_w[n, k] (times z[m]: the zero point's share)."""
     q: np.ndarray
     scale: np.ndarray
     panels: np.ndarray | None
@@ -117,7 +153,7 @@ def pack_i8(q_w: np.ndarray, s_w: np.ndarray) -> I8Panels:
     if not HAVE_VNNI:
         return I8Panels(q_w, s_w, None, None)
     N, K = q_w.shape
-    panels = np.empty((-(-N // NR), -(-K // 4), NR, 4), np.int8)
+    panels = np.empty((-(-N // NR), -(-K // KALIGN) * KALIGN // 4, NR, 4), np.int8)
     wsum = np.empty(panels.shape[0] * NR, np.int32)
     _pack_panels(q_w, panels, wsum)
     return I8Panels(q_w, s_w, panels, wsum)
@@ -126,7 +162,7 @@ def pack_i8(q_w: np.ndarray, s_w: np.ndarray) -> I8Panels:
 def pack_i8_ref(q_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What `_pack_panels` makes, in NumPy: (panels, wsum) of the zero-padded matrix."""
     N, K = q_w.shape
-    Np, Kp = -(-N // NR) * NR, -(-K // 4) * 4
+    Np, Kp = -(-N // NR) * NR, -(-K // KALIGN) * KALIGN
     w = np.zeros((Np, Kp), np.int8)
     w[:N, :K] = q_w
     panels = np.ascontiguousarray(w.reshape(Np // NR, NR, Kp // 4, 4).transpose(0, 2, 1, 3))
@@ -236,6 +272,21 @@ def _quantize_rows(x, x_bits, u, s, z):
             out[k] = np.uint8(0)
 
 
+@numba.njit(cache=True, inline="always")
+def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias):
+    """out[m:m+rows, n0:n0+nn] = (tile - z * wsum) * s_x * s_w (+ bias): the integer sums of one
+    tile, (rows, NR) int32, made float32 (module docstring's last line)."""
+    for r in range(rows):
+        sr, zr = s_x[m + r], z[m + r]
+        t, o = tile[r], out[m + r]
+        if has_bias:
+            for c in range(nn):
+                o[n0 + c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]) + bias[n0 + c]
+        else:
+            for c in range(nn):
+                o[n0 + c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c])
+
+
 @numba.njit(cache=True, nogil=True)
 def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
     """out (M, N) float32 = ((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w [+ bias], with `_tile_vnni`.
@@ -257,11 +308,116 @@ def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
                 else:
                     pad[:rows] = u[m:m + rows]
                     _tile_vnni(tile.ctypes.data, pad.ctypes.data, Kp, panels[jp].ctypes.data, k4)
-                for r in range(rows):
-                    sr, zr = s_x[m + r], z[m + r]
-                    for c in range(nn):
-                        v = np.float32(tile[r, c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c])
-                        out[m + r, n0 + c] = v + bias[n0 + c] if has_bias else v
+                _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias)
+
+
+# --------------------------------------------------------------------------- the AMX kernel
+
+def _amx_fn(builder, name, args):
+    m = builder.module
+    return m.globals.get(name) or ir.Function(m, ir.FunctionType(ir.VoidType(), args), name)
+
+
+@intrinsic
+def _amx_config(typingctx, cfg_addr):
+    """ldtilecfg: load the 64-byte tile configuration (`_amx_tile_config`) on this thread."""
+    def codegen(context, builder, signature, args):
+        if HAVE_AMX:
+            i8p = ir.IntType(8).as_pointer()
+            builder.call(_amx_fn(builder, "llvm.x86.ldtilecfg", [i8p]), [builder.inttoptr(args[0], i8p)])
+        return context.get_dummy_value()
+    return types.void(types.intp), codegen
+
+
+@intrinsic
+def _amx_release(typingctx):
+    """tilerelease: back to the init state, so the next context switch saves no tile data."""
+    def codegen(context, builder, signature, args):
+        if HAVE_AMX:
+            builder.call(_amx_fn(builder, "llvm.x86.tilerelease", []), [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _tile_amx(typingctx, c_addr, a_addr, lda, b_addr, k64):
+    """c (32, NR) int32 (row stride NR * 4 bytes) <- 32 unsigned activation rows (stride lda bytes)
+    times one panel (16 * k64, NR, 4) signed bytes, k64 >= 1 steps of 64 k. Tiles tmm0..3 hold the
+    2 x 2 blocks of 16 x 16 int32 sums, tmm4/5 two 16-row x 64-byte slices of the activations, tmm6/7
+    the panel's two halves (16 columns x 4 bytes of each 128-byte panel line: stride 128), and
+    tdpbusd adds their products. Tile numbers are immediates, so the four blocks are spelt out."""
+    sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        if not HAVE_AMX:
+            return context.get_dummy_value()
+        c_addr, a_addr, lda, b_addr, k64 = args
+        intp, i8 = c_addr.type, ir.IntType(8)
+        i8p = i8.as_pointer()
+        const = lambda v: ir.Constant(intp, v)    # noqa: E731
+        tmm = lambda v: ir.Constant(i8, v)        # noqa: E731
+        ptr = lambda a: builder.inttoptr(a, i8p)  # noqa: E731
+        zero = _amx_fn(builder, "llvm.x86.tilezero", [i8])
+        load = _amx_fn(builder, "llvm.x86.tileloadd64", [i8, i8p, intp])
+        store = _amx_fn(builder, "llvm.x86.tilestored64", [i8, i8p, intp])
+        dot = _amx_fn(builder, "llvm.x86.tdpbusd", [i8, i8, i8])
+        for t in range(4):
+            builder.call(zero, [tmm(t)])
+        entry, loop, done = builder.block, builder.append_basic_block("amx.k"), builder.append_basic_block("amx.end")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(intp)
+        k.add_incoming(const(0), entry)
+        a = builder.add(a_addr, builder.mul(k, const(64)))
+        b = builder.add(b_addr, builder.mul(k, const(16 * NR * 4)))
+        builder.call(load, [tmm(4), ptr(a), lda])                                            # rows 0-15
+        builder.call(load, [tmm(5), ptr(builder.add(a, builder.mul(lda, const(16)))), lda])  # rows 16-31
+        builder.call(load, [tmm(6), ptr(b), const(NR * 4)])                                  # columns 0-15
+        builder.call(load, [tmm(7), ptr(builder.add(b, const(64))), const(NR * 4)])          # columns 16-31
+        for t, (ta, tb) in enumerate([(4, 6), (4, 7), (5, 6), (5, 7)]):
+            builder.call(dot, [tmm(t), tmm(ta), tmm(tb)])
+        k_next = builder.add(k, const(1))
+        k.add_incoming(k_next, loop)
+        builder.cbranch(builder.icmp_signed("<", k_next, k64), loop, done)
+        builder.position_at_end(done)
+        for t, off in enumerate([0, 64, 16 * NR * 4, 16 * NR * 4 + 64]):
+            builder.call(store, [tmm(t), ptr(builder.add(c_addr, const(off))), const(NR * 4)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@numba.njit(cache=True)
+def _amx_tile_config():
+    """The 64-byte ldtilecfg operand: palette 1; all 8 tiles 16 rows x 64 bytes."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1
+    for t in range(8):
+        cfg[16 + 2 * t] = 64   # colsb[t], a little-endian uint16
+        cfg[48 + t] = 16       # rows[t]
+    return cfg
+
+
+@numba.njit(cache=True, nogil=True)
+def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
+    """`_gemm_rows` with `_tile_amx`: blocks of 32 rows (their 32 x Kp activation bytes stay in L1
+    while every panel passes) x one panel. Kp a multiple of 64 (KALIGN)."""
+    M, Kp = u.shape
+    N = out.shape[1]
+    k64 = Kp // 64
+    tile = np.empty((AMX_ROWS, NR), np.int32)
+    pad = np.zeros((AMX_ROWS, Kp), np.uint8)   # the last rows when M is not a multiple of 32
+    cfg = _amx_tile_config()
+    _amx_config(cfg.ctypes.data)
+    for m in range(0, M, AMX_ROWS):
+        rows = min(AMX_ROWS, M - m)
+        if rows < AMX_ROWS:
+            pad[:rows] = u[m:m + rows]
+        a = u[m:] if rows == AMX_ROWS else pad
+        for jp in range(panels.shape[0]):
+            n0 = jp * NR
+            _tile_amx(tile.ctypes.data, a.ctypes.data, Kp, panels[jp].ctypes.data, k64)
+            _epilogue(tile, out, m, rows, n0, min(NR, N - n0), s_x, z, wsum, s_w, bias, has_bias)
+    _amx_release()
 
 
 _NO_BIAS = np.zeros(0, np.float32)
@@ -270,7 +426,7 @@ _NO_BIAS = np.zeros(0, np.float32)
 @dataclass(frozen=True)
 class QuantizedRows:
     """Activations quantised once for several matrices (the encoder's q, k and v share one input).
-    x: (M, K) float32 as given;  u: (M, Kp) uint8, Kp = K rounded up to 4;  s: (M,) s_x;  z: (M,) int32."""
+    x: (M, K) float32 as given;  u: (M, Kp) uint8, Kp = K rounded up to KALIGN;  s: (M,) s_x;  z: (M,) int32."""
     x: np.ndarray
     u: np.ndarray
     s: np.ndarray
@@ -280,32 +436,45 @@ class QuantizedRows:
 def quantize_rows(x: np.ndarray) -> QuantizedRows:
     """Fast quantize_rows_ref, in the kernel's form (unsigned, padded). x (M, K) float32."""
     x = np.ascontiguousarray(x, np.float32)
-    u = np.empty((x.shape[0], -(-x.shape[1] // 4) * 4), np.uint8)
+    u = np.empty((x.shape[0], -(-x.shape[1] // KALIGN) * KALIGN), np.uint8)
     s = np.empty(x.shape[0], np.float32)
     z = np.empty(x.shape[0], np.int32)
     _quantize_rows(x, x.view(np.int32), u, s, z)
     return QuantizedRows(x, u, s, z)
 
 
-def matmul_i8(x, w: I8Panels, bias=None, out=None, vnni: bool | None = None) -> np.ndarray:
+def best_kernel() -> str:
+    """What matmul_i8 runs here by default: "amx", "vnni" or "ref" (the float32 reference)."""
+    return "amx" if amx_ready() else "vnni" if HAVE_VNNI else "ref"
+
+
+def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None) -> np.ndarray:
     """Fast matmul_i8_ref (+ bias): x (M, K) float32, or QuantizedRows of it, -> (M, N) float32, into
     `out` if given (it may be a row slice of a bigger array). The rows are split over the calling
     thread and the workers (ocr_base.threads.run_parts: the kernel calls no BLAS); on a worker thread
     (the encoder's row slices) it runs there, serially.
-    vnni=False (and a CPU without VNNI) takes the reference's float32 route."""
+    kernel: None (the best this machine has: best_kernel()), "amx", "vnni" or "ref" (the reference's
+    float32 route, what a CPU without VNNI runs); one this machine lacks is a ValueError. "amx" and
+    "vnni" make the same integer sums, so the same numbers; "ref" differs by float32 rounding."""
     N, K = w.shape
+    kernel = kernel or best_kernel()
+    if kernel not in ("amx", "vnni", "ref"):
+        raise ValueError(f"kernel must be 'amx', 'vnni' or 'ref', not {kernel!r}")
+    if (kernel == "amx" and not amx_ready()) or (kernel != "ref" and w.panels is None):
+        raise ValueError(f"this machine cannot run the {kernel!r} int8 kernel (best here: {best_kernel()!r})")
     xq = x if isinstance(x, QuantizedRows) else None
     x = xq.x if xq is not None else np.ascontiguousarray(x, np.float32)
     if out is None:
         out = np.empty((x.shape[0], N), np.float32)
-    if w.panels is None or vnni is False or x.shape[0] == 0 or K == 0:
+    if kernel == "ref" or x.shape[0] == 0 or K == 0:
         out[...] = matmul_i8_ref(x, w.q, w.scale)
         if bias is not None:
             out += bias
         return out
     xq = xq or quantize_rows(x)
     b = _NO_BIAS if bias is None else np.asarray(bias, np.float32)
+    gemm = _gemm_rows_amx if kernel == "amx" else _gemm_rows
     parts = split(x.shape[0], n_workers()) if x.shape[0] >= 2 * MB else [(0, x.shape[0])]
-    run_parts(lambda r: _gemm_rows(xq.u[r[0]:r[1]], xq.s[r[0]:r[1]], xq.z[r[0]:r[1]], w.panels, w.wsum,
-                                      w.scale, b, bias is not None, out[r[0]:r[1]]), parts)
+    run_parts(lambda r: gemm(xq.u[r[0]:r[1]], xq.s[r[0]:r[1]], xq.z[r[0]:r[1]], w.panels, w.wsum,
+                             w.scale, b, bias is not None, out[r[0]:r[1]]), parts)
     return out
