@@ -182,3 +182,36 @@ def test_rows_quantised_once_give_the_same_product():
     np.testing.assert_array_equal(matmul_i8(xq, w, b, kernel="ref"), matmul_i8(x, w, b, kernel="ref"))
     if amx_ready():
         np.testing.assert_array_equal(matmul_i8(xq, w, b, kernel="amx"), matmul_i8(x, w, b, kernel="amx"))
+
+
+@pytest.mark.parametrize("kernel", ["ref"] + KERNELS)
+@pytest.mark.parametrize("act", ["gelu", "relu"])
+def test_activation_in_the_kernels_pass_is_bias_act(kernel, act):
+    """act= gives kernels.bias_act_'s numbers on the kernel's own product, bit for bit."""
+    from trocr_np.kernels import bias_act_
+    x, q_w, s_w, b = operands(2 * MB + 5, 96, 70, seed=21)
+    w = pack_i8(q_w, s_w)
+    want = bias_act_(matmul_i8(x, w, kernel=kernel), b, act)
+    np.testing.assert_array_equal(matmul_i8(x, w, b, kernel=kernel, act=act), want)
+
+
+@pytest.mark.parametrize("kernel", ["ref"] + KERNELS)
+@pytest.mark.parametrize("m", [1, AMX_ROWS + 3, 2 * MB + AMX_ROWS + 17])   # one block, a remainder, split over workers
+def test_quantized_output_is_quantize_rows_of_it(kernel, m):
+    """quantized=True: the product (and its activation) as QuantizedRows, the same numbers as
+    quantize_rows of the plain result, and that input gives the next product unchanged."""
+    x, q_w, s_w, b = operands(m, 64, 100, seed=m)
+    w = pack_i8(q_w, s_w)
+    plain = matmul_i8(x, w, b, kernel=kernel, act="gelu")
+    got = matmul_i8(x, w, b, kernel=kernel, act="gelu", quantized=True)
+    assert isinstance(got, kernels_i8.QuantizedRows) and got.shape == (m, 100)
+    np.testing.assert_array_equal(got.x, plain)
+    want = kernels_i8.quantize_rows(plain)
+    for a, b_ in zip((got.u, got.s, got.z), (want.u, want.s, want.z)):
+        np.testing.assert_array_equal(a, b_)
+    _, q2, s2, b2 = operands(1, 100, 40, seed=m + 1)
+    w2 = pack_i8(q2, s2)
+    np.testing.assert_array_equal(matmul_i8(got, w2, b2, kernel=kernel), matmul_i8(plain, w2, b2, kernel=kernel))
+    if kernel != "ref":  # the kernels read their output's bits back as int32 rows
+        with pytest.raises(ValueError, match="C-contiguous"):
+            matmul_i8(x, w, b, out=np.empty((m, 200), np.float32)[:, ::2], kernel=kernel, quantized=True)

@@ -261,9 +261,9 @@ def teacher_forced_int8_encoder(hf, params, cfg, px, monkeypatch):
     seen = {}
     real = E.matmul_i8
 
-    def record(x, w, bias=None, out=None, kernel=None):
+    def record(x, w, bias=None, out=None, kernel=None, **kw):
         seen[names[id(w.q)]] = np.array(x.x if isinstance(x, QuantizedRows) else x)
-        return real(x, w, bias, out, kernel)
+        return real(x, w, bias, out, kernel, **kw)
     monkeypatch.setattr(E, "matmul_i8", record)
     monkeypatch.setattr(E, "n_workers", lambda: 1)  # one row slice: each Linear sees all its rows at once
     ours = E.encoder_forward(params, cfg, px)

@@ -190,9 +190,13 @@ def encoder_layer_fast(params, cfg, i, x, output_attentions=False):
         _rows_into(y, o[r], params[p + "attention.output.dense.weight"], params[p + "attention.output.dense.bias"])
         y += x2[r]                                                  # residual 1
         h = layer_norm(y, params[p + "layernorm_after.weight"], params[p + "layernorm_after.bias"], eps)
-        h = bias_act_(_rows(h, params[p + "intermediate.dense.weight"]), params[p + "intermediate.dense.bias"],
-                      e.hidden_act)                                 # (n, F)
-        y += _rows(h, params[p + "output.dense.weight"])            # residual 2
+        fc1, fc2 = params[p + "intermediate.dense.weight"], params[p + "output.dense.weight"]
+        if isinstance(fc1, I8Panels):  # bias and activation in the kernel's pass; fc2's int8 input made there too
+            h = matmul_i8(h, fc1, params[p + "intermediate.dense.bias"], act=e.hidden_act,
+                          quantized=isinstance(fc2, I8Panels))      # (n, F)
+        else:
+            h = bias_act_(_rows(h, fc1), params[p + "intermediate.dense.bias"], e.hidden_act)  # (n, F)
+        y += _rows(h, fc2)                                          # residual 2
         y += params[p + "output.dense.bias"]
 
     run_parallel(project_qkv, row_slices)

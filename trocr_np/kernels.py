@@ -195,28 +195,33 @@ def erf_rational(z):
     return r if abs(z) < 4.0 else (1.0 if z > 0 else -1.0)
 
 
+ACT_CODE = {None: 0, "gelu": 1, "relu": 2}  # activations by number, for kernels that apply them in passing
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act32(t, code):
+    """act(t) for one float32 t (x + b, added in float32 as torch does), code as ACT_CODE: GELU
+    computed in float64 (erf_rational), ReLU, or none."""
+    if code == 1:
+        v = np.float64(t)
+        return np.float32(0.5 * v * (1.0 + erf_rational(v * _SQRT1_2)))
+    if code == 2:
+        return t if t > 0 else np.float32(0.0)
+    return t
+
+
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _bias_gelu_rows(x, b):
+def _bias_act_rows(x, b, code):
     n, d = x.shape
     for i in range(n):
         for j in range(d):
-            v = np.float64(x[i, j] + b[j])  # float32 add as in torch, then the GELU in float64
-            x[i, j] = np.float32(0.5 * v * (1.0 + erf_rational(v * _SQRT1_2)))
-
-
-@numba.njit(cache=True, nogil=True)
-def _bias_relu_rows(x, b):
-    n, d = x.shape
-    for i in range(n):
-        for j in range(d):
-            t = x[i, j] + b[j]
-            x[i, j] = t if t > 0 else np.float32(0.0)
+            x[i, j] = act32(x[i, j] + b[j], code)
 
 
 def bias_act_(x, b, act):
     """In place x <- act(x + b) for a C-contiguous float32 (..., F); returns x. act: gelu|relu."""
     x2 = x.reshape(-1, x.shape[-1])  # a view: x must be contiguous
-    (_bias_gelu_rows if act == "gelu" else _bias_relu_rows)(x2, np.asarray(b, np.float32))
+    _bias_act_rows(x2, np.asarray(b, np.float32), ACT_CODE[act])
     return x
 
 

@@ -51,7 +51,7 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import _int32_bits_as_float32
+from .kernels import ACT_CODE, _int32_bits_as_float32, act32, bias_act_
 
 MR, NR = 8, 32   # tile: rows x output columns (NR = 2 zmm of 16 int32)
 MB = 96          # rows per block: MB * K activation bytes stay in L2 while all panels pass
@@ -272,25 +272,27 @@ def _quantize_rows(x, x_bits, u, s, z):
             out[k] = np.uint8(0)
 
 
-@numba.njit(cache=True, inline="always")
-def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias):
-    """out[m:m+rows, n0:n0+nn] = (tile - z * wsum) * s_x * s_w (+ bias): the integer sums of one
-    tile, (rows, NR) int32, made float32 (module docstring's last line)."""
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias, act):
+    """out[m:m+rows, n0:n0+nn] = act((tile - z * wsum) * s_x * s_w (+ bias)): the integer sums of
+    one tile, (rows, NR) int32, made float32 (module docstring's last line), then the activation
+    (kernels.act32; code 0: none) while they are in L1, as bias_act_ would apply it."""
     for r in range(rows):
         sr, zr = s_x[m + r], z[m + r]
         t, o = tile[r], out[m + r]
         if has_bias:
             for c in range(nn):
-                o[n0 + c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]) + bias[n0 + c]
+                o[n0 + c] = act32(np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]) + bias[n0 + c], act)
         else:
             for c in range(nn):
-                o[n0 + c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c])
+                o[n0 + c] = act32(np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]), act)
 
 
-@numba.njit(cache=True, nogil=True)
-def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
-    """out (M, N) float32 = ((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w [+ bias], with `_tile_vnni`.
-    u (M, Kp) uint8, panels (NP, K4, NR, 4) int8 (I8Panels)."""
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, bits, u2, s2, z2):
+    """out (M, N) float32 = act(((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w [+ bias]), with
+    `_tile_vnni`. u (M, Kp) uint8, panels (NP, K4, NR, 4) int8 (I8Panels). requant: also quantise
+    each finished block of rows (bits: out as int32) into u2, s2, z2 (_quantize_rows) while it is in L2."""
     M, Kp = u.shape
     N = out.shape[1]
     k4 = Kp // 4
@@ -308,7 +310,9 @@ def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
                 else:
                     pad[:rows] = u[m:m + rows]
                     _tile_vnni(tile.ctypes.data, pad.ctypes.data, Kp, panels[jp].ctypes.data, k4)
-                _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias)
+                _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias, act)
+        if requant:
+            _quantize_rows(out[m0:m1], bits[m0:m1], u2[m0:m1], s2[m0:m1], z2[m0:m1])
 
 
 # --------------------------------------------------------------------------- the AMX kernel
@@ -397,8 +401,8 @@ def _amx_tile_config():
     return cfg
 
 
-@numba.njit(cache=True, nogil=True)
-def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, bits, u2, s2, z2):
     """`_gemm_rows` with `_tile_amx`: blocks of 32 rows (their 32 x Kp activation bytes stay in L1
     while every panel passes) x one panel. Kp a multiple of 64 (KALIGN)."""
     M, Kp = u.shape
@@ -416,11 +420,14 @@ def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, out):
         for jp in range(panels.shape[0]):
             n0 = jp * NR
             _tile_amx(tile.ctypes.data, a.ctypes.data, Kp, panels[jp].ctypes.data, k64)
-            _epilogue(tile, out, m, rows, n0, min(NR, N - n0), s_x, z, wsum, s_w, bias, has_bias)
+            _epilogue(tile, out, m, rows, n0, min(NR, N - n0), s_x, z, wsum, s_w, bias, has_bias, act)
+        if requant:
+            _quantize_rows(out[m:m + rows], bits[m:m + rows], u2[m:m + rows], s2[m:m + rows], z2[m:m + rows])
     _amx_release()
 
 
 _NO_BIAS = np.zeros(0, np.float32)
+_NO_QUANT = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros(0, np.int32))
 
 
 @dataclass(frozen=True)
@@ -431,6 +438,10 @@ class QuantizedRows:
     u: np.ndarray
     s: np.ndarray
     z: np.ndarray
+
+    @property
+    def shape(self):
+        return self.x.shape
 
 
 def quantize_rows(x: np.ndarray) -> QuantizedRows:
@@ -448,14 +459,18 @@ def best_kernel() -> str:
     return "amx" if amx_ready() else "vnni" if HAVE_VNNI else "ref"
 
 
-def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None) -> np.ndarray:
+def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None, act: str | None = None,
+              quantized: bool = False):
     """Fast matmul_i8_ref (+ bias): x (M, K) float32, or QuantizedRows of it, -> (M, N) float32, into
     `out` if given (it may be a row slice of a bigger array). The rows are split over the calling
     thread and the workers (ocr_base.threads.run_parts: the kernel calls no BLAS); on a worker thread
     (the encoder's row slices) it runs there, serially.
     kernel: None (the best this machine has: best_kernel()), "amx", "vnni" or "ref" (the reference's
     float32 route, what a CPU without VNNI runs); one this machine lacks is a ValueError. "amx" and
-    "vnni" make the same integer sums, so the same numbers; "ref" differs by float32 rounding."""
+    "vnni" make the same integer sums, so the same numbers; "ref" differs by float32 rounding.
+    act ("gelu", "relu"): applied to each output as kernels.bias_act_ would, in the same pass.
+    quantized: return QuantizedRows of the result (quantize_rows' numbers), for the next int8
+    matrix; the kernels quantise each block of rows as it is finished (out must be C-contiguous)."""
     N, K = w.shape
     kernel = kernel or best_kernel()
     if kernel not in ("amx", "vnni", "ref"):
@@ -464,17 +479,30 @@ def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None) ->
         raise ValueError(f"this machine cannot run the {kernel!r} int8 kernel (best here: {best_kernel()!r})")
     xq = x if isinstance(x, QuantizedRows) else None
     x = xq.x if xq is not None else np.ascontiguousarray(x, np.float32)
+    M = x.shape[0]
     if out is None:
-        out = np.empty((x.shape[0], N), np.float32)
-    if kernel == "ref" or x.shape[0] == 0 or K == 0:
+        out = np.empty((M, N), np.float32)
+    if kernel == "ref" or M == 0 or K == 0:
         out[...] = matmul_i8_ref(x, w.q, w.scale)
-        if bias is not None:
-            out += bias
-        return out
+        if bias is not None or act is not None:
+            bias_act_(out, np.zeros(N, np.float32) if bias is None else bias, act)
+        return quantize_rows(out) if quantized else out
     xq = xq or quantize_rows(x)
     b = _NO_BIAS if bias is None else np.asarray(bias, np.float32)
+    if quantized:
+        if not out.flags.c_contiguous:
+            raise ValueError("quantized=True needs a C-contiguous out")
+        nq = QuantizedRows(out, np.empty((M, -(-N // KALIGN) * KALIGN), np.uint8), np.empty(M, np.float32),
+                           np.empty(M, np.int32))
+        q_args = (True, out.view(np.int32), nq.u, nq.s, nq.z)
+    else:
+        nq, q_args = None, (False,) + _NO_QUANT
     gemm = _gemm_rows_amx if kernel == "amx" else _gemm_rows
-    parts = split(x.shape[0], n_workers()) if x.shape[0] >= 2 * MB else [(0, x.shape[0])]
-    run_parts(lambda r: gemm(xq.u[r[0]:r[1]], xq.s[r[0]:r[1]], xq.z[r[0]:r[1]], w.panels, w.wsum,
-                             w.scale, b, bias is not None, out[r[0]:r[1]]), parts)
-    return out
+    code = ACT_CODE[act]
+
+    def rows(r):
+        a, e = r
+        q_part = q_args if not quantized else (True,) + tuple(v[a:e] for v in q_args[1:])
+        gemm(xq.u[a:e], xq.s[a:e], xq.z[a:e], w.panels, w.wsum, w.scale, b, bias is not None, code, out[a:e], *q_part)
+    run_parts(rows, split(M, n_workers()) if M >= 2 * MB else [(0, M)])
+    return nq if quantized else out
