@@ -51,7 +51,7 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import ACT_CODE, _int32_bits_as_float32, act32, bias_act_
+from .kernels import ACT_CODE, _int32_bits_as_float32, act_row_, bias_act_
 
 MR, NR = 8, 32   # tile: rows x output columns (NR = 2 zmm of 16 int32)
 MB = 96          # rows per block: MB * K activation bytes stay in L2 while all panels pass
@@ -239,29 +239,25 @@ def _tile_vnni(typingctx, c_addr, a_addr, lda, b_addr, k4):
     return sig, codegen
 
 
-@numba.njit(cache=True, inline="always")
-def _order_key(bits):
-    """float32 bits (as int32) -> an int32 that orders as the floats do (negative floats' bits order
-    backwards: flip all but the sign). Its own inverse."""
-    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
-
-
 @numba.njit(cache=True, nogil=True)
 def _quantize_rows(x, x_bits, u, s, z):
     """x (M, K) float32 (x_bits: the same memory as int32) -> u (M, Kp) uint8 (padding columns 0),
     s (M,) float32, z (M,) int32: quantize_rows_ref's numbers, the same float32 division and rounding.
-    min/max are taken on order keys of the bits: an integer min/max vectorises, a float one does
-    not (NaN order): 8x faster here."""
+    lo and hi come from integer maxima of the bits, which vectorise (a float min/max does not: NaN
+    order): as signed int32, the largest bits are the largest positive float (or 0: hi = max(0, ...));
+    as unsigned, every negative float (sign bit set) is above every positive one, and the largest is
+    the most negative float (lo = min(0, ...)). Both maxima stay 32-bit: Numba widens int32
+    arithmetic to int64, which halved the lanes of an earlier xor-key version."""
     M, K = x.shape
     for m in range(M):
         row, bits, out = x[m], x_bits[m], u[m]
-        kmin = kmax = np.int32(0)  # the key of 0.0: lo <= 0 <= hi
+        kmax = np.int32(0)     # the bits of 0.0: hi >= 0
+        umax = np.uint32(0)
         for k in range(K):
-            key = _order_key(bits[k])
-            kmin = min(kmin, key)
-            kmax = max(kmax, key)
-        lo = _int32_bits_as_float32(_order_key(kmin))
-        hi = _int32_bits_as_float32(_order_key(kmax))
+            kmax = max(kmax, bits[k])
+            umax = max(umax, np.uint32(bits[k]))
+        hi = _int32_bits_as_float32(kmax)
+        lo = _int32_bits_as_float32(np.int32(umax)) if umax >= np.uint32(0x80000000) else np.float32(0.0)
         sm = (hi - lo) / np.float32(255.0) if hi > lo else np.float32(1.0)
         zm = np.rint(-lo / sm)
         s[m], z[m] = sm, np.int32(zm)
@@ -276,16 +272,17 @@ def _quantize_rows(x, x_bits, u, s, z):
 def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias, act):
     """out[m:m+rows, n0:n0+nn] = act((tile - z * wsum) * s_x * s_w (+ bias)): the integer sums of
     one tile, (rows, NR) int32, made float32 (module docstring's last line), then the activation
-    (kernels.act32; code 0: none) while they are in L1, as bias_act_ would apply it."""
+    (kernels.act_row_, code 0: none) while they are in L1, the numbers bias_act_ would make."""
     for r in range(rows):
         sr, zr = s_x[m + r], z[m + r]
-        t, o = tile[r], out[m + r]
+        t, o = tile[r], out[m + r, n0:n0 + nn]
         if has_bias:
             for c in range(nn):
-                o[n0 + c] = act32(np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]) + bias[n0 + c], act)
+                o[c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]) + bias[n0 + c]
         else:
             for c in range(nn):
-                o[n0 + c] = act32(np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c]), act)
+                o[c] = np.float32(t[c] - zr * wsum[n0 + c]) * (sr * s_w[n0 + c])
+        act_row_(o, act)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
