@@ -215,3 +215,15 @@ def test_quantized_output_is_quantize_rows_of_it(kernel, m):
     if kernel != "ref":  # the kernels read their output's bits back as int32 rows
         with pytest.raises(ValueError, match="C-contiguous"):
             matmul_i8(x, w, b, out=np.empty((m, 200), np.float32)[:, ::2], kernel=kernel, quantized=True)
+
+
+def test_without_amx_permission_the_vnni_kernel_runs(monkeypatch):
+    """A process Linux refuses the tile registers (or a CPU without AMX) runs the VNNI tile, or the
+    reference where there is no VNNI either; asking for AMX there is a clear error."""
+    monkeypatch.setattr(kernels_i8, "_AMX_PERMITTED", [False])
+    assert kernels_i8.best_kernel() == ("vnni" if HAVE_VNNI else "ref")
+    x, q_w, s_w, b = operands(5, 64, 8)
+    w = pack_i8(q_w, s_w)
+    with pytest.raises(ValueError, match="cannot run the 'amx'"):
+        matmul_i8(x, w, b, kernel="amx")
+    np.testing.assert_allclose(matmul_i8(x, w, b), exact(x, q_w, s_w, b), rtol=2e-6, atol=2e-6)

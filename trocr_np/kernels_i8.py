@@ -36,8 +36,27 @@ vpdpbusd. Row blocks of MB = 96 rows keep their activations in L2 while every pa
 Measured on one core of a Xeon (Emerald Rapids), M = 2400, K = 768, N = 3072, quantisation and
 epilogue included: 210-250 GMAC/s, against 52-77 for OpenBLAS's float32 sgemm on the same core;
 tiles of 12 x 32, 8 x 48, 6 x 64 and blocks of 48 or 192 rows measured within 2% of this one (16 x 16:
-15% slower). ONNX Runtime 1.32's MLAS int8 GEMM did ~1.6x this tile on that shape (same run, one
-thread): the next thing to learn from.
+15% slower).
+
+Where the CPU has AMX (Intel Sapphire Rapids and later: amx-tile, amx-int8) and Linux grants the
+process its tile registers (`amx_ready`), `_tile_amx` runs instead: eight tile registers of 16 rows
+x 64 bytes, and tdpbusd multiplies a 16 x 64 block of unsigned activation bytes by a 64 x 16 block
+of signed weights into 16 x 16 int32 sums, 16384 multiply-adds per instruction (vpdpbusd: 64). Two
+activation tiles (32 rows) x two weight tiles (the panel's two halves) make four sum tiles, 32 x
+NR, per 64 k; the same panels serve both kernels (a panel line holds 16 columns x 4 bytes twice:
+a tile row stride of 128 bytes), with K zero-padded to 64. Same integer sums, same epilogue: the
+two kernels agree bit for bit (tests/test_kernels_i8.py). Measured, one core of that Xeon, M = 2308
+(4 crops): without the epilogue 560-990 GMAC/s; whole products (quantisation and epilogue
+included) 1.5-2.2x the VNNI tile (benchmarks/bench_int8_gemm.py). ONNX Runtime 1.32's MLAS int8
+GEMM (AMX as well, on this CPU) was still 1.4-2x faster in that run on a loaded machine; the
+difference is outside the tile: our per-row quantisation (0.5-0.7 ns a value, ~10-25% of a
+product) and the epilogue.
+
+fc1 is applied as the encoder needs it (matmul_i8's act= and quantized=): bias and GELU in the
+epilogue while the tile is in L1 (kernels.act_row_, so bias_act_'s numbers), and each finished
+block of rows quantised for fc2 while it is in L2, instead of three more passes over a (M, 3072)
+float32 array in memory: fc1 alone 18.4 ms, with a separate bias + GELU + quantisation 33.5 ms,
+fused 27.7 ms (one core, M = 2308).
 """
 from __future__ import annotations
 
@@ -136,7 +155,8 @@ class I8Panels:
     layer's run (None where the CPU has no VNNI: the reference route reads q_w itself).
 
     q: (N, K) int8;  scale: (N,) float32;  panels: (ceil(N/NR), K4, NR, 4) int8, K4 = Kp / 4
-    (Kp: K rounded up to KALIGN), zero-padded;  wsum: (NP * NR,) int32, sum_k q_w[n, k] (times z[m]: the zero point's share)."""
+    (Kp: K rounded up to KALIGN), zero-padded;  wsum: (NP * NR,) int32, sum_k q_w[n, k] (times z[m]:
+    the zero point's share)."""
     q: np.ndarray
     scale: np.ndarray
     panels: np.ndarray | None
