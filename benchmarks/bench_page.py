@@ -226,6 +226,10 @@ def main():
             runs[f"ours {dt}"] = ours(m, options)
         runs["ours float32, batch 8"] = ours(models["float32"], PageOptions(generation=gen, words=False,
                                                                             max_aspect=0, batch_size=8))
+        for dt in ("bfloat16", "int8", "int8-encoder"):  # the packed kernels take up to 64 rows a step
+            if dt in models:
+                runs[f"ours {dt}, batch 32"] = ours(models[dt], PageOptions(generation=gen, words=False,
+                                                                              max_aspect=0, batch_size=32))
         if ARGS.torch:
             tp = TorchPipeline(hf, options, ARGS.tokens)
 

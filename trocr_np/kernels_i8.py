@@ -70,7 +70,7 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import ACT_CODE, _int32_bits_as_float32, act_row_, bias_act_
+from .kernels import ACT_CODE, _int32_bits_as_float32, act_row_, bias_act_, prefer_512
 
 MR, NR = 8, 32   # tile: rows x output columns (NR = 2 zmm of 16 int32)
 MB = 96          # rows per block: MB * K activation bytes stay in L2 while all panels pass
@@ -268,6 +268,7 @@ def _quantize_rows(x, x_bits, u, s, z):
     as unsigned, every negative float (sign bit set) is above every positive one, and the largest is
     the most negative float (lo = min(0, ...)). Both maxima stay 32-bit: Numba widens int32
     arithmetic to int64, which halved the lanes of an earlier xor-key version."""
+    prefer_512()
     M, K = x.shape
     for m in range(M):
         row, bits, out = x[m], x_bits[m], u[m]
