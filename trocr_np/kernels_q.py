@@ -62,13 +62,13 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import _REDUCE_FM, _int32_bits_as_float32, prefetch_row
+from .kernels import _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
 
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
-BLOCK_COLS, BLOCK_ROWS = 512, 8  # with 2+ input rows and K > BLOCK_COLS: x taken 512 columns at a time
+TILE_KC, TILE_RB = 1024, 16  # 2+ input rows: blocks of 16 weight rows, taken 1024 columns at a time
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -98,50 +98,6 @@ def _weight(row, k, kind):
     if kind == 1:
         return _f16_bits_to_f32(np.uint16(row[k]))
     return np.float32(row[k])
-
-
-@numba.njit(cache=True, inline="always")
-def _dot4(x0, x1, x2, x3, w, kind):
-    """(x0 . w, x1 . w, x2 . w, x3 . w) in float32, each stored weight converted once for all four
-    input rows (inlined: the caller's fastmath lets LLVM vectorise the sums)."""
-    s0 = s1 = s2 = s3 = np.float32(0.0)
-    for k in range(w.shape[0]):
-        wk = _weight(w, k, kind)
-        s0 += x0[k] * wk
-        s1 += x1[k] * wk
-        s2 += x2[k] * wk
-        s3 += x3[k] * wk
-    return s0, s1, s2, s3
-
-
-@numba.njit(cache=True, inline="always")
-def _dot1(x0, w, kind):
-    """x0 . w in float32 (the rows left over after the fours)."""
-    s = np.float32(0.0)
-    for k in range(w.shape[0]):
-        s += x0[k] * _weight(w, k, kind)
-    return s
-
-
-@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
-    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
-    are read as one sequential stream, each converted in registers (from L1 after the first
-    input row) while four input rows at a time share every converted weight; float32 sums, the
-    int8 scale times each finished sum. ahead > 0: row n + ahead is prefetched while row n is used."""
-    M, K = x.shape
-    for n in range(n0, n1):
-        w = data[n]
-        if ahead > 0 and n + ahead < n1:
-            prefetch_row(data[n + ahead])
-        sc = scale[n] if kind == 2 else np.float32(1.0)
-        m = 0
-        while m + 4 <= M:
-            s0, s1, s2, s3 = _dot4(x[m], x[m + 1], x[m + 2], x[m + 3], w, kind)
-            out[m, n], out[m + 1, n], out[m + 2, n], out[m + 3, n] = s0 * sc, s1 * sc, s2 * sc, s3 * sc
-            m += 4
-        for r in range(m, M):
-            out[r, n] = _dot1(x[r], w, kind) * sc
 
 
 V = 16  # lanes of the one-row kernel's vectors (512 bits of float32), 4 of them per step
@@ -234,37 +190,178 @@ def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
         out[0, n] = s * (scale[n] if kind == 2 else np.float32(1.0))
 
 
-@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
-    """_matmul_rows_packed for several input rows and long weight rows (fc2: K = 4096, where four
-    input rows are 64 KB, more than L1): blocks of `rb` weight rows, each taken kc columns at a
-    time, so the kc-wide slice of x stays in L1 while every row of the block uses it. Partial sums
-    per slice are added up in float32; pf: the next block's slice is prefetched meanwhile."""
+TILE_ROWS = 8  # the most input rows of one register tile (4 x 4 or 8 x 2 accumulators)
+
+
+def _tile_cols(r):
+    """weight rows of the register tile for r input rows: 4 x 4 or (5-8) x 2 accumulators."""
+    return 4 if r <= 4 else 2
+
+
+def _tile_v16(kind):
+    """An intrinsic tile(r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off,
+    sum_addr) for the r (1..TILE_ROWS) input rows at x_addr (float32, x_stride bytes apart) and the
+    C = _tile_cols(r) weight rows at w_addr (stored bits, w_stride bytes apart; rows nc.. alias row
+    nc-1, their sums are garbage), over their first 16 nb columns: acc[i, c, :] (float32 (., acc_stride,
+    16), the 16 lanes of each sum so far) plus this slice's lanes; stored back in acc, or with sum_addr
+    != 0 (the last slice) their lanes added pairwise into sums[i, c] (float32 (., acc_stride)).
+    LLVM IR with explicit 16-lane vectors (LLVM's own vectoriser picks 8 lanes on this Intel CPU,
+    module docstring) and r x C accumulators, 16 zmm at 4 x 4 or 8 x 2: each converted weight vector
+    serves r input rows and each loaded x vector C weight rows. Each weight load comes with a prefetch
+    pf_off bytes further on (pf_off = 0: the line just loaded, a no-op), spread over the loop rather
+    than a burst per row. Each sum is one 16-lane accumulator over k in order: the same float32 for
+    any r, nc, tile position or split. Generic IR: a CPU without AVX-512 gets it as 8-lane halves."""
+    @intrinsic
+    def tile(typingctx, r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off, sum_addr):
+        sig = types.void(*[types.intp] * 11)
+
+        def codegen(context, builder, signature, args):
+            rv, xa, xs, wa, ws, ncv, nb, aa, ast, pf, sa = args
+            intp, i8p, i32, f32 = xa.type, ir.IntType(8).as_pointer(), ir.IntType(32), ir.FloatType()
+            vf = ir.VectorType(f32, V)
+            stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
+            vw = ir.VectorType(stored, V)
+            width = {"bfloat16": 2, "float16": 2, "int8": 1}[kind]
+            name = f"llvm.fma.v{V}f32"
+            fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+            pfn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(),
+                                                                                           [i8p, i32, i32, i32]))
+            const = lambda v: ir.Constant(intp, v)  # noqa: E731
+            at = lambda addr, ty: builder.inttoptr(addr, ty.as_pointer())  # noqa: E731
+            done = builder.append_basic_block("tile.end")
+            switch = builder.switch(rv, done)
+            for R in range(1, TILE_ROWS + 1):
+                C = _tile_cols(R)
+                start = builder.append_basic_block(f"tile.r{R}")
+                switch.add_case(ir.Constant(intp, R), start)
+                builder.position_at_end(start)
+                last = builder.sub(ncv, const(1))
+                wrow = []
+                for c in range(C):  # rows past nc-1 read row nc-1 again
+                    pick = builder.select(builder.icmp_signed("<", const(c), ncv), const(c), last)
+                    wrow.append(builder.add(wa, builder.mul(pick, ws)))
+                xrow = [builder.add(xa, builder.mul(const(i), xs)) for i in range(R)]
+                loop, fin = builder.append_basic_block(f"tile.r{R}.k"), builder.append_basic_block(f"tile.r{R}.sum")
+                builder.cbranch(builder.icmp_signed(">", nb, const(0)), loop, fin)
+                builder.position_at_end(loop)
+                b = builder.phi(intp)
+                b.add_incoming(const(0), start)
+                acc = [[builder.phi(vf) for _ in range(C)] for _ in range(R)]
+                for row in acc:
+                    for a in row:
+                        a.add_incoming(ir.Constant(vf, None), start)
+                k = builder.mul(b, const(V))
+                wf = []
+                for c in range(C):
+                    wad = builder.add(wrow[c], builder.mul(k, const(width)))
+                    hint = [ir.Constant(i32, v) for v in (0, 1, 1)]  # read, locality 1 (prefetcht2), data
+                    builder.call(pfn, [builder.inttoptr(builder.add(wad, pf), i8p)] + hint)
+                    wv = builder.load(at(wad, vw), align=1)
+                    if kind == "bfloat16":   # the bits are a float32's top half
+                        v32 = ir.VectorType(i32, V)
+                        wf.append(builder.bitcast(builder.shl(builder.zext(wv, v32), ir.Constant(v32, [16] * V)), vf))
+                    elif kind == "float16":
+                        wf.append(builder.fpext(wv, vf))
+                    else:
+                        wf.append(builder.sitofp(wv, vf))
+                new = []
+                for i in range(R):
+                    xv = builder.load(at(builder.add(xrow[i], builder.mul(k, const(4))), vf), align=4)
+                    new.append([builder.call(fma, [xv, wf[c], acc[i][c]]) for c in range(C)])
+                b_next = builder.add(b, const(1))
+                b.add_incoming(b_next, loop)
+                for i in range(R):
+                    for c in range(C):
+                        acc[i][c].add_incoming(new[i][c], loop)
+                builder.cbranch(builder.icmp_signed("<", b_next, nb), loop, fin)
+                builder.position_at_end(fin)
+                sums = [[builder.phi(vf) for _ in range(C)] for _ in range(R)]  # zero if nb = 0
+                for i in range(R):
+                    for c in range(C):
+                        sums[i][c].add_incoming(ir.Constant(vf, None), start)
+                        sums[i][c].add_incoming(new[i][c], loop)
+                keep, add_up = (builder.append_basic_block(f"tile.r{R}.{s}") for s in ("keep", "add"))
+                vsum = []
+                for i in range(R):
+                    for c in range(C):  # the 16 lanes so far: acc[i, c, :] + this slice's
+                        ptr = at(builder.add(aa, builder.mul(builder.add(builder.mul(const(i), ast), const(c)),
+                                                             const(4 * V))), vf)
+                        vsum.append((i, c, ptr, builder.fadd(builder.load(ptr, align=4), sums[i][c])))
+                builder.cbranch(builder.icmp_signed("==", sa, const(0)), keep, add_up)
+                builder.position_at_end(keep)
+                for i, c, ptr, v in vsum:
+                    builder.store(v, ptr, align=4)
+                builder.branch(done)
+                builder.position_at_end(add_up)
+                for i, c, ptr, v in vsum:
+                    w = V
+                    while w > 1:  # pairwise: lanes 0..w/2-1 plus lanes w/2..w-1
+                        h = w // 2
+                        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+                        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
+                        v, w = builder.fadd(lo, hi), h
+                    j = builder.add(builder.mul(const(i), ast), const(c))
+                    sp = at(builder.add(sa, builder.mul(j, const(4))), f32)
+                    builder.store(builder.extract_element(v, ir.Constant(i32, 0)), sp, align=4)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+        return sig, codegen
+    return tile
+
+
+_tile_bf16, _tile_f16, _tile_i8 = _tile_v16("bfloat16"), _tile_v16("float16"), _tile_v16("int8")
+
+
+@numba.njit(cache=True, nogil=True)
+def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax):
+    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T for 2+ input rows (M <= SMALL_ROWS), by
+    `_tile_v16`'s register tiles: groups of up to gmax (<= TILE_ROWS) input rows, 5 rows or more as
+    one group x 2 weight rows, up to 4 x 4. Blocks of rb weight rows, each taken kc columns at a
+    time; in a block and column slice each group of input rows goes over the block's tiles, so the
+    group's x slice and the block's weight slice stay in L1 (M = 16: x is 64 KB at K = 1024).
+    The columns past the last 16 of K are added here in order; float32 sums throughout, the int8
+    scale times each finished sum. ahead > 0: the first group prefetches the weights `ahead` rows on
+    (the other groups find them in L1). rb: a multiple of 4, so that the garbage sums of a tile cut
+    short (nc < 4) land in the block's unused columns."""
+    assert rb % 4 == 0
     M, K = x.shape
-    acc = np.zeros((rb, M), np.float32)
-    for nb in range(n0, n1, rb):
-        nr = min(rb, n1 - nb)
+    acc = np.zeros((M, rb, V), np.float32)
+    tot = np.zeros((M, rb), np.float32)
+    isz = data.itemsize
+    xa, xs, ws, aa, da, ta = x.ctypes.data, K * 4, K * isz, acc.ctypes.data, data.ctypes.data, tot.ctypes.data
+    for nb0 in range(n0, n1, rb):
+        nr = min(rb, n1 - nb0)
         acc[:] = 0
+        tot[:] = 0
         for c0 in range(0, K, kc):
             c1 = min(K, c0 + kc)
-            for i in range(nr):
-                if pf and nb + rb + i < n1:
-                    prefetch_row(data[nb + rb + i, c0:c1])
-                w = data[nb + i, c0:c1]
-                m = 0
-                while m + 4 <= M:
-                    s0, s1, s2, s3 = _dot4(x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1], w, kind)
-                    acc[i, m] += s0
-                    acc[i, m + 1] += s1
-                    acc[i, m + 2] += s2
-                    acc[i, m + 3] += s3
-                    m += 4
-                for r in range(m, M):
-                    acc[i, r] += _dot1(x[r, c0:c1], w, kind)
+            nv = (c1 - c0) // V
+            last = c0 + kc >= K
+            m = 0
+            while m < M:
+                r = min(gmax, M - m) if M - m > 4 else M - m
+                pf = ahead * ws if m == 0 else 0
+                cols = 4 if r <= 4 else 2  # _tile_cols(r)
+                for t in range(0, nr, cols):
+                    args = (r, xa + (m * K + c0) * 4, xs, da + ((nb0 + t) * K + c0) * isz, ws, min(cols, nr - t), nv,
+                            aa + (m * rb + t) * 4 * V, rb, pf, ta + (m * rb + t) * 4 if last else 0)
+                    if kind == 0:
+                        _tile_bf16(*args)
+                    elif kind == 1:
+                        _tile_f16(*args)
+                    else:
+                        _tile_i8(*args)
+                m += r
+            for k in range(c0 + nv * V, c1):
+                for i in range(nr):
+                    wk = _weight(data[nb0 + i], k, kind)
+                    for m in range(M):
+                        tot[m, i] += x[m, k] * wk
         for i in range(nr):
-            sc = scale[nb + i] if kind == 2 else np.float32(1.0)
+            sc = scale[nb0 + i] if kind == 2 else np.float32(1.0)
             for m in range(M):
-                out[m, nb + i] = acc[i, m] * sc
+                out[m, nb0 + i] = tot[m, i] * sc
 
 
 def _rows_task(x, w, out):
@@ -273,13 +370,10 @@ def _rows_task(x, w, out):
     data = w.data.view(np.uint16) if w.kind == "float16" else w.data
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
-    if M >= 2 and K > BLOCK_COLS:
-        return lambda r0, r1: _matmul_blocks_packed(x, data, scale, kind, out, r0, r1, BLOCK_COLS, BLOCK_ROWS,
-                                                    PREFETCH_BYTES > 0)
     ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
     if M == 1:
         return lambda r0, r1: _matvec_packed(x, data, scale, kind, out, r0, r1, ahead)
-    return lambda r0, r1: _matmul_rows_packed(x, data, scale, kind, out, r0, r1, ahead)
+    return lambda r0, r1: _matmul_tiles_packed(x, data, scale, kind, out, r0, r1, TILE_KC, TILE_RB, ahead, TILE_ROWS)
 
 
 def matmul_packed_many(x, ws):
