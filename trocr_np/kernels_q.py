@@ -2,8 +2,8 @@
 
 The reference dequantises the whole matrix and multiplies in BLAS. The kernel never builds the
 float32 matrix: it walks the weight rows in order, one row at a time, converts each stored weight to
-float32 in registers inside the dot products, and lets four input rows at a time share every
-converted weight; all sums are float32, and the int8 scale multiplies each finished sum (it is one
+float32 in registers inside the dot products, and lets several input rows share every converted
+weight (register tiles, below); all sums are float32, and the int8 scale multiplies each finished sum (it is one
 per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
 sequential stream* per worker, which the hardware prefetcher follows. That is what pays: the first
 version took four weight rows at a time (each row read once for all input rows, like
@@ -31,16 +31,32 @@ decoder token, 1 row, alternating in one process on that Intel VM: bf16 34.2 -> 
 (48.8 -> 42.7 at 1), int8 31.9 -> 26.8 (30.6 -> 27.3), i.e. 9-16% less; 13-15 GB/s bf16, 8.5 int8,
 where the 72 hand-offs of the small 1024 x 1024 matrices weigh most.
 
-With 2+ input rows and long weight rows (K > BLOCK_COLS: fc2, K = 4096), four input rows are 64 KB,
-more than L1, and the row kernel re-read x from L2 for every weight row; `_matmul_blocks_packed`
-takes BLOCK_ROWS (8) weight rows at a time, x 512 columns at a time, so that slice of x stays in L1
-(4 rows, 1 thread, in a decode step: bf16 fc2 26 -> 16 ms a step, now what fc1 takes).
+With 2 to 64 input rows (beams, a batch of lines) the old row-by-row kernels (four input rows sharing
+each converted weight, LLVM's 8-lane loops; x 512 columns at a time for K = 4096) were bound by
+their FMAs: 4-row bf16 ~5-6 GB/s, and at 16 rows 8-21 GMAC/s against a peak of ~88 (a plain zmm
+FMA loop here: 5.5 FMAs/ns). `_matmul_tiles_packed` is their replacement: register tiles written in
+LLVM IR (`_tile_v16`) of up to 4 input rows x 4 weight rows (8 x 2 from 5 rows on), 16 zmm
+accumulators, so each converted weight vector serves 4-8 rows and each x vector 2-4 weight rows;
+blocks of TILE_RB (16) weight rows, x TILE_KC (1024) columns at a time. In L1 the tile loop runs at
+51-59 GMAC/s (~65% of peak: the conversions share the two FMA ports). Several weight rows read at
+once are interleaved streams again (see above), and prefetching the next block's rows in a burst
+per block did not help (16384 x 1024 bf16, 4 rows, 1 thread: 4.5 ms with or without it, one run); a
+prefetch beside every weight load, ~PREFETCH_BYTES on, does (another run: 6.4 ms without, 3.7 with,
+4-32 rows ahead alike), as fast as the one-row kernel on one row of the same matrix (3.9 ms). Every matrix of a base decoder step (the step's
+76 calls, no attention), old vs new alternating in one process, Intel Xeon VM (Emerald Rapids, 2
+cores, shared with other jobs, load 0-1.5), ms per step: 4 rows bf16 34.7 -> 26.7 at 2 threads
+(75.7 -> 48.1 at 1), int8 29.3 -> 19.9 (75.0 -> 43.0); 16 rows bf16 110 -> 55 (311 -> 152), int8
+140 -> 59 (220 -> 104). benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 --no-torch
+(same VM, load 1-4.7 during the run): 4-row step bf16/f32 0.50, int8/f32 0.42 (were 0.70-0.80 and
+0.54-0.62). Without AVX-512 (16 vector registers) the tiles are 8 lanes and half as many weight
+rows (TILE_LANES, TILE_COLS; checked for equality under NUMBA_CPU_NAME=haswell, not timed).
 
 That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
 rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
-dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel against that: 4096 x
-1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
-237-251 vs 331-397 ms.
+dequantising it for one BLAS GEMM is cheaper. Measured on one core, the old row kernel against that:
+4096 x 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M =
+64: 237-251 vs 331-397 ms. The tile kernel (Intel VM, load ~3.7): M = 16: 1.3-5.6 vs 7.5-20 ms; M =
+64: 6.5-6.8 vs 10-24 ms, so the switch could move above 64 rows (not measured further).
 The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
 for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
 the calling thread (one hand-off fewer, ~20 us each here), and `matmul_packed_many` takes several
@@ -190,27 +206,42 @@ def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
         out[0, n] = s * (scale[n] if kind == 2 else np.float32(1.0))
 
 
-TILE_ROWS = 8  # the most input rows of one register tile (4 x 4 or 8 x 2 accumulators)
+def _avx512():
+    """Whether Numba compiles for a CPU with AVX-512 (32 vector registers of 16 float32): the host's
+    features, or NUMBA_CPU_FEATURES where set; another NUMBA_CPU_NAME counts as without."""
+    if numba.config.CPU_FEATURES:
+        return "+avx512f" in numba.config.CPU_FEATURES
+    if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+        return False
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+# The multi-row kernel's register tile: up to TILE_ROWS input rows x (4 if r <= 4 else 2) weight rows
+# of TILE_LANES-lane accumulators, 16 zmm. Without AVX-512 (16 ymm registers) 8 lanes and half as many
+# weight rows, so that the 8 accumulators, weights and x stay in registers.
+TILE_ROWS = 8
+TILE_LANES, TILE_COLS = (16, 4) if _avx512() else (8, 2)
 
 
 def _tile_cols(r):
-    """weight rows of the register tile for r input rows: 4 x 4 or (5-8) x 2 accumulators."""
-    return 4 if r <= 4 else 2
+    """weight rows of the register tile for r input rows."""
+    return TILE_COLS if r <= 4 else TILE_COLS // 2
 
 
 def _tile_v16(kind):
     """An intrinsic tile(r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off,
     sum_addr) for the r (1..TILE_ROWS) input rows at x_addr (float32, x_stride bytes apart) and the
     C = _tile_cols(r) weight rows at w_addr (stored bits, w_stride bytes apart; rows nc.. alias row
-    nc-1, their sums are garbage), over their first 16 nb columns: acc[i, c, :] (float32 (., acc_stride,
-    16), the 16 lanes of each sum so far) plus this slice's lanes; stored back in acc, or with sum_addr
-    != 0 (the last slice) their lanes added pairwise into sums[i, c] (float32 (., acc_stride)).
-    LLVM IR with explicit 16-lane vectors (LLVM's own vectoriser picks 8 lanes on this Intel CPU,
-    module docstring) and r x C accumulators, 16 zmm at 4 x 4 or 8 x 2: each converted weight vector
-    serves r input rows and each loaded x vector C weight rows. Each weight load comes with a prefetch
-    pf_off bytes further on (pf_off = 0: the line just loaded, a no-op), spread over the loop rather
-    than a burst per row. Each sum is one 16-lane accumulator over k in order: the same float32 for
-    any r, nc, tile position or split. Generic IR: a CPU without AVX-512 gets it as 8-lane halves."""
+    nc-1, their sums are garbage), over their first L nb columns (L = TILE_LANES): acc[i, c, :]
+    (float32 (., acc_stride, L), the L lanes of each sum so far) plus this slice's lanes; stored back
+    in acc, or with sum_addr != 0 (the last slice) their lanes added pairwise into sums[i, c] (float32
+    (., acc_stride)). LLVM IR with explicit L-lane vectors (LLVM's own vectoriser picks 8 lanes on
+    this Intel CPU, module docstring) and r x C accumulators, 16 zmm at 4 x 4 or 8 x 2 with AVX-512
+    (8 ymm at 4 x 2 or 8 x 1 without): each converted weight vector serves r input rows and each
+    loaded x vector C weight rows. Each weight load comes with a prefetch pf_off bytes further on
+    (pf_off = 0: the line just loaded, a no-op), spread over the loop rather than a burst per row. Each sum is one L-lane accumulator over k in order: the same float32 for
+    any r, nc, tile position or split (on one machine: L depends on it)."""
     @intrinsic
     def tile(typingctx, r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off, sum_addr):
         sig = types.void(*[types.intp] * 11)
@@ -218,11 +249,12 @@ def _tile_v16(kind):
         def codegen(context, builder, signature, args):
             rv, xa, xs, wa, ws, ncv, nb, aa, ast, pf, sa = args
             intp, i8p, i32, f32 = xa.type, ir.IntType(8).as_pointer(), ir.IntType(32), ir.FloatType()
-            vf = ir.VectorType(f32, V)
+            L = TILE_LANES
+            vf = ir.VectorType(f32, L)
             stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
-            vw = ir.VectorType(stored, V)
+            vw = ir.VectorType(stored, L)
             width = {"bfloat16": 2, "float16": 2, "int8": 1}[kind]
-            name = f"llvm.fma.v{V}f32"
+            name = f"llvm.fma.v{L}f32"
             fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
             pfn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(),
                                                                                            [i8p, i32, i32, i32]))
@@ -250,7 +282,7 @@ def _tile_v16(kind):
                 for row in acc:
                     for a in row:
                         a.add_incoming(ir.Constant(vf, None), start)
-                k = builder.mul(b, const(V))
+                k = builder.mul(b, const(L))
                 wf = []
                 for c in range(C):
                     wad = builder.add(wrow[c], builder.mul(k, const(width)))
@@ -258,8 +290,8 @@ def _tile_v16(kind):
                     builder.call(pfn, [builder.inttoptr(builder.add(wad, pf), i8p)] + hint)
                     wv = builder.load(at(wad, vw), align=1)
                     if kind == "bfloat16":   # the bits are a float32's top half
-                        v32 = ir.VectorType(i32, V)
-                        wf.append(builder.bitcast(builder.shl(builder.zext(wv, v32), ir.Constant(v32, [16] * V)), vf))
+                        v32 = ir.VectorType(i32, L)
+                        wf.append(builder.bitcast(builder.shl(builder.zext(wv, v32), ir.Constant(v32, [16] * L)), vf))
                     elif kind == "float16":
                         wf.append(builder.fpext(wv, vf))
                     else:
@@ -283,9 +315,9 @@ def _tile_v16(kind):
                 keep, add_up = (builder.append_basic_block(f"tile.r{R}.{s}") for s in ("keep", "add"))
                 vsum = []
                 for i in range(R):
-                    for c in range(C):  # the 16 lanes so far: acc[i, c, :] + this slice's
+                    for c in range(C):  # the lanes so far: acc[i, c, :] + this slice's
                         ptr = at(builder.add(aa, builder.mul(builder.add(builder.mul(const(i), ast), const(c)),
-                                                             const(4 * V))), vf)
+                                                             const(4 * L))), vf)
                         vsum.append((i, c, ptr, builder.fadd(builder.load(ptr, align=4), sums[i][c])))
                 builder.cbranch(builder.icmp_signed("==", sa, const(0)), keep, add_up)
                 builder.position_at_end(keep)
@@ -294,7 +326,7 @@ def _tile_v16(kind):
                 builder.branch(done)
                 builder.position_at_end(add_up)
                 for i, c, ptr, v in vsum:
-                    w = V
+                    w = L
                     while w > 1:  # pairwise: lanes 0..w/2-1 plus lanes w/2..w-1
                         h = w // 2
                         lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
@@ -320,13 +352,13 @@ def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax)
     one group x 2 weight rows, up to 4 x 4. Blocks of rb weight rows, each taken kc columns at a
     time; in a block and column slice each group of input rows goes over the block's tiles, so the
     group's x slice and the block's weight slice stay in L1 (M = 16: x is 64 KB at K = 1024).
-    The columns past the last 16 of K are added here in order; float32 sums throughout, the int8
+    The columns past the last TILE_LANES of K are added here in order; float32 sums throughout, the int8
     scale times each finished sum. ahead > 0: the first group prefetches the weights `ahead` rows on
     (the other groups find them in L1). rb: a multiple of 4, so that the garbage sums of a tile cut
     short (nc < 4) land in the block's unused columns."""
     assert rb % 4 == 0
     M, K = x.shape
-    acc = np.zeros((M, rb, V), np.float32)
+    acc = np.zeros((M, rb, TILE_LANES), np.float32)
     tot = np.zeros((M, rb), np.float32)
     isz = data.itemsize
     xa, xs, ws, aa, da, ta = x.ctypes.data, K * 4, K * isz, acc.ctypes.data, data.ctypes.data, tot.ctypes.data
@@ -336,16 +368,16 @@ def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax)
         tot[:] = 0
         for c0 in range(0, K, kc):
             c1 = min(K, c0 + kc)
-            nv = (c1 - c0) // V
+            nv = (c1 - c0) // TILE_LANES
             last = c0 + kc >= K
             m = 0
             while m < M:
                 r = min(gmax, M - m) if M - m > 4 else M - m
                 pf = ahead * ws if m == 0 else 0
-                cols = 4 if r <= 4 else 2  # _tile_cols(r)
+                cols = TILE_COLS if r <= 4 else TILE_COLS // 2  # _tile_cols(r)
                 for t in range(0, nr, cols):
                     args = (r, xa + (m * K + c0) * 4, xs, da + ((nb0 + t) * K + c0) * isz, ws, min(cols, nr - t), nv,
-                            aa + (m * rb + t) * 4 * V, rb, pf, ta + (m * rb + t) * 4 if last else 0)
+                            aa + (m * rb + t) * 4 * TILE_LANES, rb, pf, ta + (m * rb + t) * 4 if last else 0)
                     if kind == 0:
                         _tile_bf16(*args)
                     elif kind == 1:
@@ -353,7 +385,7 @@ def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax)
                     else:
                         _tile_i8(*args)
                 m += r
-            for k in range(c0 + nv * V, c1):
+            for k in range(c0 + nv * TILE_LANES, c1):
                 for i in range(nr):
                     wk = _weight(data[nb0 + i], k, kind)
                     for m in range(M):
@@ -373,6 +405,7 @@ def _rows_task(x, w, out):
     ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
     if M == 1:
         return lambda r0, r1: _matvec_packed(x, data, scale, kind, out, r0, r1, ahead)
+    ahead = max(ahead, TILE_RB) if ahead else 0  # at least the next block (it takes K in slices)
     return lambda r0, r1: _matmul_tiles_packed(x, data, scale, kind, out, r0, r1, TILE_KC, TILE_RB, ahead, TILE_ROWS)
 
 
