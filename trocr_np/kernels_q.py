@@ -31,25 +31,31 @@ decoder token, 1 row, alternating in one process on that Intel VM: bf16 34.2 -> 
 (48.8 -> 42.7 at 1), int8 31.9 -> 26.8 (30.6 -> 27.3), i.e. 9-16% less; 13-15 GB/s bf16, 8.5 int8,
 where the 72 hand-offs of the small 1024 x 1024 matrices weigh most.
 
-With 2 to 64 input rows (beams, a batch of lines) the old row-by-row kernels (four input rows sharing
-each converted weight, LLVM's 8-lane loops; x 512 columns at a time for K = 4096) were bound by
-their FMAs: 4-row bf16 ~5-6 GB/s, and at 16 rows 8-21 GMAC/s against a peak of ~88 (a plain zmm
+With 2 to 64 input rows (beams, a batch of lines) the old row-by-row kernels (four input rows
+sharing each converted weight, LLVM's 8-lane loops; x 512 columns at a time for K = 4096) were bound
+by their FMAs: 4-row bf16 ~5-6 GB/s, and at 16 rows 8-21 GMAC/s against a peak of ~88 (a plain zmm
 FMA loop here: 5.5 FMAs/ns). `_matmul_tiles_packed` is their replacement: register tiles written in
 LLVM IR (`_tile_v16`) of up to 4 input rows x 4 weight rows (8 x 2 from 5 rows on), 16 zmm
 accumulators, so each converted weight vector serves 4-8 rows and each x vector 2-4 weight rows;
 blocks of TILE_RB (16) weight rows, x TILE_KC (1024) columns at a time. In L1 the tile loop runs at
 51-59 GMAC/s (~65% of peak: the conversions share the two FMA ports). Several weight rows read at
-once are interleaved streams again (see above), and prefetching the next block's rows in a burst
-per block did not help (16384 x 1024 bf16, 4 rows, 1 thread: 4.5 ms with or without it, one run); a
+once are interleaved streams again (see above), and prefetching the next block's rows in a burst per
+block did not help (16384 x 1024 bf16, 4 rows, 1 thread: 4.5 ms with or without it, one run); a
 prefetch beside every weight load, ~PREFETCH_BYTES on, does (another run: 6.4 ms without, 3.7 with,
-4-32 rows ahead alike), as fast as the one-row kernel on one row of the same matrix (3.9 ms). Every matrix of a base decoder step (the step's
-76 calls, no attention), old vs new alternating in one process, Intel Xeon VM (Emerald Rapids, 2
-cores, shared with other jobs, load 0-1.5), ms per step: 4 rows bf16 34.7 -> 26.7 at 2 threads
-(75.7 -> 48.1 at 1), int8 29.3 -> 19.9 (75.0 -> 43.0); 16 rows bf16 110 -> 55 (311 -> 152), int8
-140 -> 59 (220 -> 104). benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 --no-torch
-(same VM, load 1-4.7 during the run): 4-row step bf16/f32 0.50, int8/f32 0.42 (were 0.70-0.80 and
-0.54-0.62). Without AVX-512 (16 vector registers) the tiles are 8 lanes and half as many weight
-rows (TILE_LANES, TILE_COLS; checked for equality under NUMBA_CPU_NAME=haswell, not timed).
+4-32 rows ahead alike), as fast as the one-row kernel on one row of the same matrix (3.9 ms). Every
+matrix of a base decoder step (the step's 76 calls, no attention), old vs new alternating in one
+process, Intel Xeon VM (Emerald Rapids, 2 cores, shared with other jobs, load 0-1.5), ms per step: 4
+rows bf16 34.7 -> 26.7 at 2 threads (75.7 -> 48.1 at 1), int8 29.3 -> 19.9 (75.0 -> 43.0); 16 rows
+bf16 110 -> 55 (311 -> 152), int8 140 -> 59 (220 -> 104); 20 rows (a 20-line page, greedy) 2
+threads, load ~3.4: bf16 402 -> 194, int8 407 -> 195. In bench_page's 'ours' run (20 lines, 16
+tokens, 2 threads, load 3.6-4, old and new kernels swapped in one process) the packed matmuls of <=
+64 rows took bf16 6.5 -> 3.2 s, int8 6.7 -> 2.7 s of the recognition (30-40 s at that load, mostly
+the encoder). benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 --no-torch (same VM,
+two runs, load 1-4.7): 4-row step bf16/f32 0.50 and 0.47, int8/f32 0.42 and 0.43 (were 0.70-0.80 and
+0.54-0.62); beam 4 / greedy, which moved most with the load: bf16 1.80, 1.67, int8 1.41, 1.19
+(float32's own 0.65, 1.88). Without AVX-512 (16 vector registers) the tiles are 8 lanes and half as
+many weight rows (TILE_LANES, TILE_COLS; checked for equality under NUMBA_CPU_NAME=haswell, not
+timed).
 
 That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
 rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
