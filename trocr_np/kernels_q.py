@@ -1,10 +1,10 @@
 """x @ w.T for 8- and 16-bit weights (trocr_np.quant.PackedWeight): a NumPy reference and a Numba kernel.
 
 The reference dequantises the whole matrix and multiplies in BLAS. The kernel never builds the
-float32 matrix: it walks the weight rows in order, one row at a time, converts each stored weight to
-float32 in registers inside the dot products, and lets several input rows share every converted
-weight (register tiles, below); all sums are float32, and the int8 scale multiplies each finished sum (it is one
-per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
+float32 matrix: it walks the weight rows in order (one at a time for one input row, in blocks of 16
+for several), converts each stored weight to float32 in registers inside the dot products, and lets
+several input rows share every converted weight (register tiles, below); all sums are float32, and
+the int8 scale multiplies each finished sum (it is one per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
 sequential stream* per worker, which the hardware prefetcher follows. That is what pays: the first
 version took four weight rows at a time (each row read once for all input rows, like
 `kernels.matmul_wt`), i.e. four interleaved streams of only 1-2 KB each, restarted every four rows;
