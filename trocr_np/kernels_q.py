@@ -4,8 +4,9 @@ The reference dequantises the whole matrix and multiplies in BLAS. The kernel ne
 float32 matrix: it walks the weight rows in order (one at a time for one input row, in blocks of 16
 for several), converts each stored weight to float32 in registers inside the dot products, and lets
 several input rows share every converted weight (register tiles, below); all sums are float32, and
-the int8 scale multiplies each finished sum (it is one per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
-sequential stream* per worker, which the hardware prefetcher follows. That is what pays: the first
+the int8 scale multiplies each finished sum (it is one per row). So the weights travel from memory
+in their stored bits (2 or 1 byte each) as *one sequential stream* per worker, which the hardware
+prefetcher follows. That is what pays: the first
 version took four weight rows at a time (each row read once for all input rows, like
 `kernels.matmul_wt`), i.e. four interleaved streams of only 1-2 KB each, restarted every four rows;
 the prefetcher never got ahead and the core waited on memory and computed in turn, 8-12 GB/s.
