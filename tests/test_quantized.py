@@ -44,8 +44,9 @@ def random_weight(n, k, seed=0):
 @pytest.mark.parametrize("rows", [*range(1, 10), 16, 17, kernels_q.SMALL_ROWS, kernels_q.SMALL_ROWS + 1])
 # every remainder of the 4-row blocks, and each side of the switch to the reference
 @pytest.mark.parametrize("threaded", [True, False])
-@pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (33, 64), (6, 1000), (45, 1300)])
-# odd N, K off the vector widths; K = 1300 takes the column-blocked kernel (2+ rows, K > BLOCK_COLS)
+@pytest.mark.parametrize("n, k", [(1031, 257), (7, 1), (37, 15), (33, 64), (6, 1000), (45, 1300), (19, 2100)])
+# odd N, K off the vector widths (K = 15: none of the 16-lane steps); 2+ rows and K > TILE_KC: the
+# multi-row kernel takes x in column slices, K = 2100 in three with a tail
 def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch):
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0 if threaded else 1 << 60)
     w = pack(random_weight(n, k), kind)
@@ -58,10 +59,32 @@ def test_matmul_packed_matches_reference(kind, rows, threaded, n, k, monkeypatch
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rows", [2, 3, 4, 5, 7, 8, 16, 17, 64])
+def test_multirow_kernel_same_for_any_split(kind, rows):
+    """The multi-row kernel computes every output the same way wherever its register tile falls: any
+    slice of the weight rows (a worker's part, a tile cut short at the end) and any group size give
+    the same float32, bit for bit."""
+    n, k = 45, 1300
+    w = pack(random_weight(n, k), kind)
+    data = w.data.view(np.uint16) if kind == "float16" else w.data
+    scale = w.scale if w.scale is not None else kernels_q._NO_SCALE
+    x = np.random.default_rng(rows).standard_normal((rows, k)).astype(np.float32)
+    args = (scale, kernels_q._KIND[kind])
+    whole = np.empty((rows, n), np.float32)
+    kernels_q._matmul_tiles_packed(x, data, *args, whole, 0, n, kernels_q.TILE_KC, 16, 16, kernels_q.TILE_ROWS)
+    np.testing.assert_allclose(whole, kernels_q.matmul_packed_ref(x, w), rtol=0, atol=TOL)
+    for cuts, rb, gmax in (((0, 3, 4, 30, n), 16, 8), ((0, 1, 2, 3, n), 4, 4), ((0, 17, n), 8, 5)):
+        parts = np.full((rows, n), np.nan, np.float32)
+        for r0, r1 in zip(cuts, cuts[1:]):
+            kernels_q._matmul_tiles_packed(x, data, *args, parts, r0, r1, kernels_q.TILE_KC, rb, rb, gmax)
+        np.testing.assert_array_equal(parts, whole)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("prefetch", [1, 2500, 1 << 30])  # one row ahead, a few, past the end
 def test_matmul_packed_prefetch_changes_nothing(kind, prefetch, monkeypatch):
     """The prefetch hints only move cache lines: every output is the same float32 as without them."""
-    for n, k in ((1031, 257), (45, 1300)):  # the row kernel, the column-blocked one
+    for n, k in ((1031, 257), (45, 1300)):  # K in one column slice and in two
         w = pack(random_weight(n, k), kind)
         x = np.random.default_rng(5).standard_normal((6, k)).astype(np.float32)
         monkeypatch.setattr(kernels_q, "PREFETCH_BYTES", 0)

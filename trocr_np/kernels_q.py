@@ -1,11 +1,12 @@
 """x @ w.T for 8- and 16-bit weights (trocr_np.quant.PackedWeight): a NumPy reference and a Numba kernel.
 
 The reference dequantises the whole matrix and multiplies in BLAS. The kernel never builds the
-float32 matrix: it walks the weight rows in order, one row at a time, converts each stored weight to
-float32 in registers inside the dot products, and lets four input rows at a time share every
-converted weight; all sums are float32, and the int8 scale multiplies each finished sum (it is one
-per row). So the weights travel from memory in their stored bits (2 or 1 byte each) as *one
-sequential stream* per worker, which the hardware prefetcher follows. That is what pays: the first
+float32 matrix: it walks the weight rows in order (one at a time for one input row, in blocks of 16
+for several), converts each stored weight to float32 in registers inside the dot products, and lets
+several input rows share every converted weight (register tiles, below); all sums are float32, and
+the int8 scale multiplies each finished sum (it is one per row). So the weights travel from memory
+in their stored bits (2 or 1 byte each) as *one sequential stream* per worker, which the hardware
+prefetcher follows. That is what pays: the first
 version took four weight rows at a time (each row read once for all input rows, like
 `kernels.matmul_wt`), i.e. four interleaved streams of only 1-2 KB each, restarted every four rows;
 the prefetcher never got ahead and the core waited on memory and computed in turn, 8-12 GB/s.
@@ -31,16 +32,38 @@ decoder token, 1 row, alternating in one process on that Intel VM: bf16 34.2 -> 
 (48.8 -> 42.7 at 1), int8 31.9 -> 26.8 (30.6 -> 27.3), i.e. 9-16% less; 13-15 GB/s bf16, 8.5 int8,
 where the 72 hand-offs of the small 1024 x 1024 matrices weigh most.
 
-With 2+ input rows and long weight rows (K > BLOCK_COLS: fc2, K = 4096), four input rows are 64 KB,
-more than L1, and the row kernel re-read x from L2 for every weight row; `_matmul_blocks_packed`
-takes BLOCK_ROWS (8) weight rows at a time, x 512 columns at a time, so that slice of x stays in L1
-(4 rows, 1 thread, in a decode step: bf16 fc2 26 -> 16 ms a step, now what fc1 takes).
+With 2 to 64 input rows (beams, a batch of lines) the old row-by-row kernels (four input rows
+sharing each converted weight, LLVM's 8-lane loops; x 512 columns at a time for K = 4096) were bound
+by their FMAs: 4-row bf16 ~5-6 GB/s, and at 16 rows 8-21 GMAC/s against a peak of ~88 (a plain zmm
+FMA loop here: 5.5 FMAs/ns). `_matmul_tiles_packed` is their replacement: register tiles written in
+LLVM IR (`_tile_v16`) of up to 4 input rows x 4 weight rows (8 x 2 from 5 rows on), 16 zmm
+accumulators, so each converted weight vector serves 4-8 rows and each x vector 2-4 weight rows;
+blocks of TILE_RB (16) weight rows, x TILE_KC (1024) columns at a time. In L1 the tile loop runs at
+51-59 GMAC/s (~65% of peak: the conversions share the two FMA ports). Several weight rows read at
+once are interleaved streams again (see above), and prefetching the next block's rows in a burst per
+block did not help (16384 x 1024 bf16, 4 rows, 1 thread: 4.5 ms with or without it, one run); a
+prefetch beside every weight load, ~PREFETCH_BYTES on, does (another run: 6.4 ms without, 3.7 with,
+4-32 rows ahead alike), as fast as the one-row kernel on one row of the same matrix (3.9 ms). Every
+matrix of a base decoder step (the step's 76 calls, no attention), old vs new alternating in one
+process, Intel Xeon VM (Emerald Rapids, 2 cores, shared with other jobs, load 0-1.5), ms per step: 4
+rows bf16 34.7 -> 26.7 at 2 threads (75.7 -> 48.1 at 1), int8 29.3 -> 19.9 (75.0 -> 43.0); 16 rows
+bf16 110 -> 55 (311 -> 152), int8 140 -> 59 (220 -> 104); 20 rows (a 20-line page, greedy) 2
+threads, load ~3.4: bf16 402 -> 194, int8 407 -> 195. In bench_page's 'ours' run (20 lines, 16
+tokens, 2 threads, load 3.6-4, old and new kernels swapped in one process) the packed matmuls of <=
+64 rows took bf16 6.5 -> 3.2 s, int8 6.7 -> 2.7 s of the recognition (30-40 s at that load, mostly
+the encoder). benchmarks/bench_trocr.py --configs base --dtype bfloat16 int8 --no-torch (same VM,
+two runs, load 1-4.7): 4-row step bf16/f32 0.50 and 0.47, int8/f32 0.42 and 0.43 (were 0.70-0.80 and
+0.54-0.62); beam 4 / greedy, which moved most with the load: bf16 1.80, 1.67, int8 1.41, 1.19
+(float32's own 0.65, 1.88). Without AVX-512 (16 vector registers) the tiles are 8 lanes and half as
+many weight rows (TILE_LANES, TILE_COLS; checked for equality under NUMBA_CPU_NAME=haswell, not
+timed).
 
 That is for decode steps (1 to 64 rows, SMALL_ROWS: a batch of lines times their beams); with more
 rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is used often enough that
-dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel against that: 4096 x
-1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
-237-251 vs 331-397 ms.
+dequantising it for one BLAS GEMM is cheaper. Measured on one core, the old row kernel against that:
+4096 x 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M =
+64: 237-251 vs 331-397 ms. The tile kernel (Intel VM, load ~3.7): M = 16: 1.3-5.6 vs 7.5-20 ms; M =
+64: 6.5-6.8 vs 10-24 ms, so the switch could move above 64 rows (not measured further).
 The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
 for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
 the calling thread (one hand-off fewer, ~20 us each here), and `matmul_packed_many` takes several
@@ -62,13 +85,13 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
 
-from .kernels import _REDUCE_FM, _int32_bits_as_float32, prefetch_row
+from .kernels import _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
 
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
-BLOCK_COLS, BLOCK_ROWS = 512, 8  # with 2+ input rows and K > BLOCK_COLS: x taken 512 columns at a time
+TILE_KC, TILE_RB = 1024, 16  # 2+ input rows: blocks of 16 weight rows, taken 1024 columns at a time
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -98,50 +121,6 @@ def _weight(row, k, kind):
     if kind == 1:
         return _f16_bits_to_f32(np.uint16(row[k]))
     return np.float32(row[k])
-
-
-@numba.njit(cache=True, inline="always")
-def _dot4(x0, x1, x2, x3, w, kind):
-    """(x0 . w, x1 . w, x2 . w, x3 . w) in float32, each stored weight converted once for all four
-    input rows (inlined: the caller's fastmath lets LLVM vectorise the sums)."""
-    s0 = s1 = s2 = s3 = np.float32(0.0)
-    for k in range(w.shape[0]):
-        wk = _weight(w, k, kind)
-        s0 += x0[k] * wk
-        s1 += x1[k] * wk
-        s2 += x2[k] * wk
-        s3 += x3[k] * wk
-    return s0, s1, s2, s3
-
-
-@numba.njit(cache=True, inline="always")
-def _dot1(x0, w, kind):
-    """x0 . w in float32 (the rows left over after the fours)."""
-    s = np.float32(0.0)
-    for k in range(w.shape[0]):
-        s += x0[k] * _weight(w, k, kind)
-    return s
-
-
-@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_rows_packed(x, data, scale, kind, out, n0, n1, ahead):
-    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T, one weight row at a time: rows n0 .. n1-1
-    are read as one sequential stream, each converted in registers (from L1 after the first
-    input row) while four input rows at a time share every converted weight; float32 sums, the
-    int8 scale times each finished sum. ahead > 0: row n + ahead is prefetched while row n is used."""
-    M, K = x.shape
-    for n in range(n0, n1):
-        w = data[n]
-        if ahead > 0 and n + ahead < n1:
-            prefetch_row(data[n + ahead])
-        sc = scale[n] if kind == 2 else np.float32(1.0)
-        m = 0
-        while m + 4 <= M:
-            s0, s1, s2, s3 = _dot4(x[m], x[m + 1], x[m + 2], x[m + 3], w, kind)
-            out[m, n], out[m + 1, n], out[m + 2, n], out[m + 3, n] = s0 * sc, s1 * sc, s2 * sc, s3 * sc
-            m += 4
-        for r in range(m, M):
-            out[r, n] = _dot1(x[r], w, kind) * sc
 
 
 V = 16  # lanes of the one-row kernel's vectors (512 bits of float32), 4 of them per step
@@ -234,37 +213,194 @@ def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
         out[0, n] = s * (scale[n] if kind == 2 else np.float32(1.0))
 
 
-@numba.njit(cache=True, fastmath=_REDUCE_FM, nogil=True)
-def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
-    """_matmul_rows_packed for several input rows and long weight rows (fc2: K = 4096, where four
-    input rows are 64 KB, more than L1): blocks of `rb` weight rows, each taken kc columns at a
-    time, so the kc-wide slice of x stays in L1 while every row of the block uses it. Partial sums
-    per slice are added up in float32; pf: the next block's slice is prefetched meanwhile."""
+def _avx512():
+    """Whether Numba compiles for a CPU with AVX-512 (32 vector registers of 16 float32): the host's
+    features, or NUMBA_CPU_FEATURES where set; another NUMBA_CPU_NAME counts as without."""
+    if numba.config.CPU_FEATURES:
+        return "+avx512f" in numba.config.CPU_FEATURES
+    if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+        return False
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+# The multi-row kernel's register tile: up to TILE_ROWS input rows x (4 if r <= 4 else 2) weight rows
+# of TILE_LANES-lane accumulators, 16 zmm. Without AVX-512 (16 ymm registers) 8 lanes and half as many
+# weight rows, so that the 8 accumulators, weights and x stay in registers.
+TILE_ROWS = 8
+TILE_LANES, TILE_COLS = (16, 4) if _avx512() else (8, 2)
+
+
+def _tile_cols(r):
+    """weight rows of the register tile for r input rows."""
+    return TILE_COLS if r <= 4 else TILE_COLS // 2
+
+
+def _tile_v16(kind):
+    """An intrinsic tile(r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off,
+    sum_addr) for the r (1..TILE_ROWS) input rows at x_addr (float32, x_stride bytes apart) and the
+    C = _tile_cols(r) weight rows at w_addr (stored bits, w_stride bytes apart; rows nc.. alias row
+    nc-1, their sums are garbage), over their first L nb columns (L = TILE_LANES): acc[i, c, :]
+    (float32 (., acc_stride, L), the L lanes of each sum so far) plus this slice's lanes; stored back
+    in acc, or with sum_addr != 0 (the last slice) their lanes added pairwise into sums[i, c] (float32
+    (., acc_stride)). LLVM IR with explicit L-lane vectors (LLVM's own vectoriser picks 8 lanes on
+    this Intel CPU, module docstring) and r x C accumulators, 16 zmm at 4 x 4 or 8 x 2 with AVX-512
+    (8 ymm at 4 x 2 or 8 x 1 without): each converted weight vector serves r input rows and each
+    loaded x vector C weight rows. Each weight load comes with a prefetch pf_off bytes further on
+    (pf_off = 0: the line just loaded, a no-op), spread over the loop rather than a burst per row. Each sum is one L-lane accumulator over k in order: the same float32 for
+    any r, nc, tile position or split (on one machine: L depends on it)."""
+    @intrinsic
+    def tile(typingctx, r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off, sum_addr):
+        sig = types.void(*[types.intp] * 11)
+
+        def codegen(context, builder, signature, args):
+            rv, xa, xs, wa, ws, ncv, nb, aa, ast, pf, sa = args
+            intp, i8p, i32, f32 = xa.type, ir.IntType(8).as_pointer(), ir.IntType(32), ir.FloatType()
+            L = TILE_LANES
+            vf = ir.VectorType(f32, L)
+            stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
+            vw = ir.VectorType(stored, L)
+            width = {"bfloat16": 2, "float16": 2, "int8": 1}[kind]
+            name = f"llvm.fma.v{L}f32"
+            fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+            pfn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(),
+                                                                                           [i8p, i32, i32, i32]))
+            const = lambda v: ir.Constant(intp, v)  # noqa: E731
+            at = lambda addr, ty: builder.inttoptr(addr, ty.as_pointer())  # noqa: E731
+            done = builder.append_basic_block("tile.end")
+            switch = builder.switch(rv, done)
+            for R in range(1, TILE_ROWS + 1):
+                C = _tile_cols(R)
+                start = builder.append_basic_block(f"tile.r{R}")
+                switch.add_case(ir.Constant(intp, R), start)
+                builder.position_at_end(start)
+                last = builder.sub(ncv, const(1))
+                wrow = []
+                for c in range(C):  # rows past nc-1 read row nc-1 again
+                    pick = builder.select(builder.icmp_signed("<", const(c), ncv), const(c), last)
+                    wrow.append(builder.add(wa, builder.mul(pick, ws)))
+                xrow = [builder.add(xa, builder.mul(const(i), xs)) for i in range(R)]
+                loop, fin = builder.append_basic_block(f"tile.r{R}.k"), builder.append_basic_block(f"tile.r{R}.sum")
+                builder.cbranch(builder.icmp_signed(">", nb, const(0)), loop, fin)
+                builder.position_at_end(loop)
+                b = builder.phi(intp)
+                b.add_incoming(const(0), start)
+                acc = [[builder.phi(vf) for _ in range(C)] for _ in range(R)]
+                for row in acc:
+                    for a in row:
+                        a.add_incoming(ir.Constant(vf, None), start)
+                k = builder.mul(b, const(L))
+                wf = []
+                for c in range(C):
+                    wad = builder.add(wrow[c], builder.mul(k, const(width)))
+                    hint = [ir.Constant(i32, v) for v in (0, 1, 1)]  # read, locality 1 (prefetcht2), data
+                    builder.call(pfn, [builder.inttoptr(builder.add(wad, pf), i8p)] + hint)
+                    wv = builder.load(at(wad, vw), align=1)
+                    if kind == "bfloat16":   # the bits are a float32's top half
+                        v32 = ir.VectorType(i32, L)
+                        wf.append(builder.bitcast(builder.shl(builder.zext(wv, v32), ir.Constant(v32, [16] * L)), vf))
+                    elif kind == "float16":
+                        wf.append(builder.fpext(wv, vf))
+                    else:
+                        wf.append(builder.sitofp(wv, vf))
+                new = []
+                for i in range(R):
+                    xv = builder.load(at(builder.add(xrow[i], builder.mul(k, const(4))), vf), align=4)
+                    new.append([builder.call(fma, [xv, wf[c], acc[i][c]]) for c in range(C)])
+                b_next = builder.add(b, const(1))
+                b.add_incoming(b_next, loop)
+                for i in range(R):
+                    for c in range(C):
+                        acc[i][c].add_incoming(new[i][c], loop)
+                builder.cbranch(builder.icmp_signed("<", b_next, nb), loop, fin)
+                builder.position_at_end(fin)
+                sums = [[builder.phi(vf) for _ in range(C)] for _ in range(R)]  # zero if nb = 0
+                for i in range(R):
+                    for c in range(C):
+                        sums[i][c].add_incoming(ir.Constant(vf, None), start)
+                        sums[i][c].add_incoming(new[i][c], loop)
+                keep, add_up = (builder.append_basic_block(f"tile.r{R}.{s}") for s in ("keep", "add"))
+                vsum = []
+                for i in range(R):
+                    for c in range(C):  # the lanes so far: acc[i, c, :] + this slice's
+                        ptr = at(builder.add(aa, builder.mul(builder.add(builder.mul(const(i), ast), const(c)),
+                                                             const(4 * L))), vf)
+                        vsum.append((i, c, ptr, builder.fadd(builder.load(ptr, align=4), sums[i][c])))
+                builder.cbranch(builder.icmp_signed("==", sa, const(0)), keep, add_up)
+                builder.position_at_end(keep)
+                for i, c, ptr, v in vsum:
+                    builder.store(v, ptr, align=4)
+                builder.branch(done)
+                builder.position_at_end(add_up)
+                for i, c, ptr, v in vsum:
+                    w = L
+                    while w > 1:  # pairwise: lanes 0..w/2-1 plus lanes w/2..w-1
+                        h = w // 2
+                        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+                        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
+                        v, w = builder.fadd(lo, hi), h
+                    j = builder.add(builder.mul(const(i), ast), const(c))
+                    sp = at(builder.add(sa, builder.mul(j, const(4))), f32)
+                    builder.store(builder.extract_element(v, ir.Constant(i32, 0)), sp, align=4)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+        return sig, codegen
+    return tile
+
+
+_tile_bf16, _tile_f16, _tile_i8 = _tile_v16("bfloat16"), _tile_v16("float16"), _tile_v16("int8")
+
+
+@numba.njit(cache=True, nogil=True)
+def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax):
+    """out[:, n0:n1] = x @ dequantize(data[n0:n1]).T for 2+ input rows (M <= SMALL_ROWS), by
+    `_tile_v16`'s register tiles: groups of up to gmax (<= TILE_ROWS) input rows, 5 rows or more as
+    one group x 2 weight rows, up to 4 x 4. Blocks of rb weight rows, each taken kc columns at a
+    time; in a block and column slice each group of input rows goes over the block's tiles, so the
+    group's x slice and the block's weight slice stay in L1 (M = 16: x is 64 KB at K = 1024).
+    The columns past the last TILE_LANES of K are added here in order; float32 sums throughout, the int8
+    scale times each finished sum. ahead > 0: the first group prefetches the weights `ahead` rows on
+    (the other groups find them in L1). rb: a multiple of 4, so that the garbage sums of a tile cut
+    short (nc < 4) land in the block's unused columns."""
+    assert rb % 4 == 0
     M, K = x.shape
-    acc = np.zeros((rb, M), np.float32)
-    for nb in range(n0, n1, rb):
-        nr = min(rb, n1 - nb)
+    acc = np.zeros((M, rb, TILE_LANES), np.float32)
+    tot = np.zeros((M, rb), np.float32)
+    isz = data.itemsize
+    xa, xs, ws, aa, da, ta = x.ctypes.data, K * 4, K * isz, acc.ctypes.data, data.ctypes.data, tot.ctypes.data
+    for nb0 in range(n0, n1, rb):
+        nr = min(rb, n1 - nb0)
         acc[:] = 0
+        tot[:] = 0
         for c0 in range(0, K, kc):
             c1 = min(K, c0 + kc)
-            for i in range(nr):
-                if pf and nb + rb + i < n1:
-                    prefetch_row(data[nb + rb + i, c0:c1])
-                w = data[nb + i, c0:c1]
-                m = 0
-                while m + 4 <= M:
-                    s0, s1, s2, s3 = _dot4(x[m, c0:c1], x[m + 1, c0:c1], x[m + 2, c0:c1], x[m + 3, c0:c1], w, kind)
-                    acc[i, m] += s0
-                    acc[i, m + 1] += s1
-                    acc[i, m + 2] += s2
-                    acc[i, m + 3] += s3
-                    m += 4
-                for r in range(m, M):
-                    acc[i, r] += _dot1(x[r, c0:c1], w, kind)
+            nv = (c1 - c0) // TILE_LANES
+            last = c0 + kc >= K
+            m = 0
+            while m < M:
+                r = min(gmax, M - m) if M - m > 4 else M - m
+                pf = ahead * ws if m == 0 else 0
+                cols = TILE_COLS if r <= 4 else TILE_COLS // 2  # _tile_cols(r)
+                for t in range(0, nr, cols):
+                    args = (r, xa + (m * K + c0) * 4, xs, da + ((nb0 + t) * K + c0) * isz, ws, min(cols, nr - t), nv,
+                            aa + (m * rb + t) * 4 * TILE_LANES, rb, pf, ta + (m * rb + t) * 4 if last else 0)
+                    if kind == 0:
+                        _tile_bf16(*args)
+                    elif kind == 1:
+                        _tile_f16(*args)
+                    else:
+                        _tile_i8(*args)
+                m += r
+            for k in range(c0 + nv * TILE_LANES, c1):
+                for i in range(nr):
+                    wk = _weight(data[nb0 + i], k, kind)
+                    for m in range(M):
+                        tot[m, i] += x[m, k] * wk
         for i in range(nr):
-            sc = scale[nb + i] if kind == 2 else np.float32(1.0)
+            sc = scale[nb0 + i] if kind == 2 else np.float32(1.0)
             for m in range(M):
-                out[m, nb + i] = acc[i, m] * sc
+                out[m, nb0 + i] = tot[m, i] * sc
 
 
 def _rows_task(x, w, out):
@@ -273,13 +409,11 @@ def _rows_task(x, w, out):
     data = w.data.view(np.uint16) if w.kind == "float16" else w.data
     scale = w.scale if w.scale is not None else _NO_SCALE
     kind = _KIND[w.kind]
-    if M >= 2 and K > BLOCK_COLS:
-        return lambda r0, r1: _matmul_blocks_packed(x, data, scale, kind, out, r0, r1, BLOCK_COLS, BLOCK_ROWS,
-                                                    PREFETCH_BYTES > 0)
     ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
     if M == 1:
         return lambda r0, r1: _matvec_packed(x, data, scale, kind, out, r0, r1, ahead)
-    return lambda r0, r1: _matmul_rows_packed(x, data, scale, kind, out, r0, r1, ahead)
+    ahead = max(ahead, TILE_RB) if ahead else 0  # at least the next block (it takes K in slices)
+    return lambda r0, r1: _matmul_tiles_packed(x, data, scale, kind, out, r0, r1, TILE_KC, TILE_RB, ahead, TILE_ROWS)
 
 
 def matmul_packed_many(x, ws):
