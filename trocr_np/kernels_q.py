@@ -60,7 +60,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parts, split
+from ocr_base.threads import _void_ptr, n_workers, run_native, run_parts, split
 
 from .kernels import _REDUCE_FM, _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
@@ -69,6 +69,7 @@ SMALL_ROWS = 64               # up to this many input rows the kernel streams th
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
 BLOCK_COLS, BLOCK_ROWS = 512, 8  # with 2+ input rows and K > BLOCK_COLS: x taken 512 columns at a time
+ONE_ROW_NATIVE = True         # one input row: hand the slices off as native tasks (ocr_base.threads.run_native)
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -267,6 +268,51 @@ def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
                 out[m, nb + i] = acc[i, m] * sc
 
 
+_FIELDS = 11  # a one-row block, per matrix: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead
+
+
+@numba.njit(cache=True, nogil=True)
+def _matvec_block(block):
+    """`_matvec_packed` for every matrix of one part of a one-row call, described by addresses:
+    block = [count, (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead) * count], int64
+    (x (1, K) float32, data (N, K) uint16 or int8, out (1, N) float32, all C-contiguous)."""
+    for j in range(block[0]):
+        f = block[1 + j * _FIELDS:1 + (j + 1) * _FIELDS]
+        kind, K, N = f[0], f[2], f[4]
+        x = numba.carray(_void_ptr(f[1]), (1, K), np.float32)
+        scale = numba.carray(_void_ptr(f[5]), (f[6],), np.float32)
+        out = numba.carray(_void_ptr(f[7]), (1, N), np.float32)
+        if kind == 2:
+            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.int8), scale, kind, out, f[8], f[9], f[10])
+        else:
+            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.uint16), scale, kind, out, f[8], f[9], f[10])
+
+
+@numba.cfunc(types.void(types.intp), cache=True)
+def _matvec_task(addr):
+    """_matvec_block of the block at addr, as a C function: what a worker runs without the GIL
+    (ocr_base.threads.run_native)."""
+    n = numba.carray(_void_ptr(addr), (1,), np.int64)[0]
+    _matvec_block(numba.carray(_void_ptr(addr), (1 + n * _FIELDS,), np.int64))
+
+
+def _matvec_blocks(x, ws, outs, parts):
+    """One int64 block per part (`_matvec_block`) for x (1, K) times every matrix of ws, each
+    matrix's output columns cut into `parts` slices; None where a matrix does not fit the layout."""
+    fields = [[] for _ in range(parts)]
+    for w, out in zip(ws, outs):
+        data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+        if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
+            return None
+        scale = w.scale if w.scale is not None else _NO_SCALE
+        K = x.shape[1]
+        ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+        for i, (r0, r1) in enumerate(split(w.shape[0], parts)):
+            fields[i].append((_KIND[w.kind], x.ctypes.data, K, data.ctypes.data, w.shape[0], scale.ctypes.data,
+                              len(scale), out.ctypes.data, r0, r1, ahead))
+    return [np.array([len(f)] + [v for row in f for v in row], np.int64) for f in fields]
+
+
 def _rows_task(x, w, out):
     """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
     M, K = x.shape
@@ -292,6 +338,11 @@ def matmul_packed_many(x, ws):
     x = np.ascontiguousarray(x, np.float32)
     outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
     parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1  # one part: run here
+    if M == 1 and parts > 1 and ONE_ROW_NATIVE:
+        blocks = _matvec_blocks(x, ws, outs, parts)
+        if blocks is not None:  # the workers run their slices in native code, without the GIL
+            run_native(_matvec_task.address, _matvec_block, blocks)
+            return outs
     tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
 
     def part(i):
