@@ -220,7 +220,7 @@ def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
     xa = x.ctypes.data
     for n in range(n0, n1):
         w = data[n]
-        if ahead > 0 and n + ahead < n1:
+        if ahead > 0 and n + ahead < data.shape[0]:  # also past n1: the next chunk (a dynamic split)
             prefetch_row(data[n + ahead])
         s = np.float32(0.0)
         if nb > 0:
@@ -268,16 +268,31 @@ def _matmul_blocks_packed(x, data, scale, kind, out, n0, n1, kc, rb, pf):
                 out[m, nb + i] = acc[i, m] * sc
 
 
-_FIELDS = 11  # a one-row block, per matrix: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead
+_FIELDS = 11  # a one-row chunk: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead
+CHUNK_BYTES = 128 << 10  # one row: the workers take the weight rows this many packed bytes at a time
+
+
+@intrinsic
+def _claim(typingctx, addr):
+    """Atomically add 1 to the int64 at addr; returns the value before (the chunk claimed)."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "seq_cst")
+    return types.int64(types.intp), codegen
 
 
 @numba.njit(cache=True, nogil=True)
-def _matvec_block(block):
-    """`_matvec_packed` for every matrix of one part of a one-row call, described by addresses:
-    block = [count, (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead) * count], int64
-    (x (1, K) float32, data (N, K) uint16 or int8, out (1, N) float32, all C-contiguous)."""
-    for j in range(block[0]):
-        f = block[1 + j * _FIELDS:1 + (j + 1) * _FIELDS]
+def _matvec_block(job):
+    """`_matvec_packed` over the chunks of a one-row call, described by addresses: job = [claimed,
+    count, (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead) * count], int64 (x (1, K)
+    float32, data (N, K) uint16 or int8, out (1, N) float32, all C-contiguous). Every thread that
+    runs it takes the next unclaimed chunk until none is left, so a worker that starts late (its
+    core taken by another process) leaves its share to the others instead of holding them up."""
+    while True:
+        j = _claim(job.ctypes.data)
+        if j >= job[1]:
+            return
+        f = job[2 + j * _FIELDS:2 + (j + 1) * _FIELDS]
         kind, K, N = f[0], f[2], f[4]
         x = numba.carray(_void_ptr(f[1]), (1, K), np.float32)
         scale = numba.carray(_void_ptr(f[5]), (f[6],), np.float32)
@@ -290,27 +305,33 @@ def _matvec_block(block):
 
 @numba.cfunc(types.void(types.intp), cache=True)
 def _matvec_task(addr):
-    """_matvec_block of the block at addr, as a C function: what a worker runs without the GIL
+    """_matvec_block of the job at addr, as a C function: what a worker runs without the GIL
     (ocr_base.threads.run_native)."""
-    n = numba.carray(_void_ptr(addr), (1,), np.int64)[0]
-    _matvec_block(numba.carray(_void_ptr(addr), (1 + n * _FIELDS,), np.int64))
+    n = numba.carray(_void_ptr(addr), (2,), np.int64)[1]
+    _matvec_block(numba.carray(_void_ptr(addr), (2 + n * _FIELDS,), np.int64))
 
 
-def _matvec_blocks(x, ws, outs, parts):
-    """One int64 block per part (`_matvec_block`) for x (1, K) times every matrix of ws, each
-    matrix's output columns cut into `parts` slices; None where a matrix does not fit the layout."""
-    fields = [[] for _ in range(parts)]
+def _matvec_job(x, ws, outs):
+    """The job array of `_matvec_block` for x (1, K) times every matrix of ws, each matrix's
+    output columns cut into chunks of ~CHUNK_BYTES; None where a matrix does not fit the layout."""
+    rows = []
+    K = x.shape[1]
     for w, out in zip(ws, outs):
         data = w.data.view(np.uint16) if w.kind == "float16" else w.data
         if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
             return None
         scale = w.scale if w.scale is not None else _NO_SCALE
-        K = x.shape[1]
         ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
-        for i, (r0, r1) in enumerate(split(w.shape[0], parts)):
-            fields[i].append((_KIND[w.kind], x.ctypes.data, K, data.ctypes.data, w.shape[0], scale.ctypes.data,
-                              len(scale), out.ctypes.data, r0, r1, ahead))
-    return [np.array([len(f)] + [v for row in f for v in row], np.int64) for f in fields]
+        N = w.shape[0]
+        step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
+        n0 = np.arange(0, N, step, dtype=np.int64)
+        f = np.empty((len(n0), _FIELDS), np.int64)
+        f[:] = (_KIND[w.kind], x.ctypes.data, K, data.ctypes.data, N, scale.ctypes.data, len(scale),
+                out.ctypes.data, 0, 0, ahead)
+        f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
+        rows.append(f)
+    f = np.concatenate(rows)
+    return np.concatenate([np.array([0, len(f)], np.int64), f.ravel()])
 
 
 def _rows_task(x, w, out):
@@ -339,9 +360,9 @@ def matmul_packed_many(x, ws):
     outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
     parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1  # one part: run here
     if M == 1 and parts > 1 and ONE_ROW_NATIVE:
-        blocks = _matvec_blocks(x, ws, outs, parts)
-        if blocks is not None:  # the workers run their slices in native code, without the GIL
-            run_native(_matvec_task.address, _matvec_block, blocks)
+        job = _matvec_job(x, ws, outs)
+        if job is not None:  # the workers take chunks in native code, without the GIL
+            run_native(_matvec_task.address, _matvec_block, [job] * parts)
             return outs
     tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
 
