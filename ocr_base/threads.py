@@ -12,6 +12,31 @@ with 1, the main thread's 577x768x3072 GEMM ran at one thread, 8.4 -> 16.5 ms). 
 sets 1 thread while the slices run and puts the previous count back before it returns; the caller
 must not run BLAS from other threads meanwhile. Without OpenBLAS's setter, or with
 TROCR_NP_THREADS=1, the slices run serially on the calling thread with BLAS's own threading.
+
+The hand-offs. A greedy decode step of one line makes ~80 calls per token that split 0.05-1 ms of
+work each, so what a hand-off costs matters. Measured on a 2-core Intel Xeon VM (Emerald Rapids,
+Firecracker: no cpuidle driver, so an idle vCPU halts and every futex wake-up is a VM exit and an
+interrupt; 2026-12-02, load 0.1-0.7), `run_parts` of a no-op in two parts, per call:
+ThreadPoolExecutor (submit, a queue, Future.result) 32-45 us; our own workers that poll a flag
+without the GIL (`_poll`, native code, `pause` between reads) for SPIN_US before they sleep on an
+Event: 25 us. What is left there is the GIL: a woken worker must take the GIL to run a Python
+task while the caller, still in Python, holds it, and a thread that waits for the GIL sleeps on a
+condition variable (a futex: the same wake-up again). So the decode step's kernels go as *native
+tasks* (`run_native`): a Numba cfunc and an int64 block of addresses, which the polling worker
+calls itself (`_serve`) without ever taking the GIL; the caller runs its own share through the
+same njit and waits by polling. Base decoder, 1 row, 2 threads, old hand-off vs native,
+alternating in one process (load 1.5-1.7): per token bf16 41.5 -> 36.6 ms, int8 27.7 -> 23.2
+(minimum; medians bf16 44.2 -> 40.9, int8 32.4 -> 28.0), trocr_np/kernels_q.py has the rest.
+A poller calls sched_yield every YIELD_EVERY reads, so that on a loaded machine it hands its core to
+a thread with work (ours or another process's): same step, load 3-3.5 (two other processes at
+~100%), medians bf16 81.6 -> 62.9 ms, int8 53.4 -> 36.3 without and with it; under that load the
+native and old hand-offs were level within the noise (bf16 62.9-76.6 vs 52.3-71.6 ms, int8 36.3-41.0
+vs 39.2-45.6; polling 30 or 100 us instead of 300 no better). SPIN_US bounds the polling: a worker idle longer (between images, between pages) sleeps, and a
+caller waiting longer for a worker (an encoder slice) sleeps too, so no core is burnt while idle.
+Errors: a Python task's exception is caught on the worker and re-raised by the caller once every
+part is done; native tasks must not raise. At exit the workers are stopped (atexit) and are daemon
+threads. One caller thread has the workers at a time (a lock); another thread's `run_parts` or
+`run_native` meanwhile runs its parts itself, its `run_parallel` waits its turn.
 """
 from __future__ import annotations
 
@@ -120,21 +145,51 @@ def _pause(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def _call_int(typingctx, fn_addr):
+    """Call the C function int f(void) at fn_addr (sched_yield)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [])
+        return context.get_dummy_value()
+    return types.void(types.intp), codegen
+
+
+def _sched_yield_address():
+    """Address of libc's sched_yield, or 0 (then a poller only pauses)."""
+    import ctypes
+    try:
+        return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value or 0
+    except (OSError, AttributeError):
+        return 0
+
+
+_YIELD = _sched_yield_address()
+YIELD_EVERY = 8  # polls between sched_yield calls: a poller hands its core to any other runnable thread
+
+
+@numba.njit(cache=True, inline="always")
+def _idle(i, yield_fn, every):
+    _pause()
+    if yield_fn != 0 and i % every == every - 1:
+        _call_int(yield_fn)
+
+
 @numba.njit(cache=True, nogil=True)
-def _poll(addr, value, polls):
+def _poll(addr, value, polls, yield_fn=0, every=8):
     """Wait while the int64 at addr equals value, at most `polls` pause-spaced reads, without the
     GIL; returns the last value read."""
     v = _load_acquire(addr)
-    for _ in range(polls):
+    for i in range(polls):
         if v != value:
             break
-        _pause()
+        _idle(i, yield_fn, every)
         v = _load_acquire(addr)
     return v
 
 
 @numba.njit(cache=True, nogil=True)
-def _serve(addr, seen, polls):
+def _serve(addr, seen, polls, yield_fn, every):
     """A worker's wait, without the GIL: poll the task count at addr (flags[0]) for up to `polls`
     reads after the last task; run native tasks (flags[1]: a C function, flags[2]: its argument)
     here, each done published in flags[8]. Returns at a Python task (flags[1] == 0: its number,
@@ -146,7 +201,7 @@ def _serve(addr, seen, polls):
         if v == seen:
             if idle >= polls:
                 return seen
-            _pause()
+            _idle(idle, yield_fn, every)
             idle += 1
             continue
         fn = _load_acquire(addr + 8)
@@ -168,9 +223,9 @@ def _publish(addr, value):
 def _polls_per_us():
     """How many `_poll` reads take a microsecond on this CPU (`pause` takes ~10 to ~150 cycles)."""
     flag = np.zeros(1, np.int64)
-    _poll(flag.ctypes.data, 0, 10)
+    _poll(flag.ctypes.data, 0, 10, _YIELD, YIELD_EVERY)
     n = 20000
-    best = min(_timed(lambda: _poll(flag.ctypes.data, 0, n)) for _ in range(3))
+    best = min(_timed(lambda: _poll(flag.ctypes.data, 0, n, _YIELD, YIELD_EVERY)) for _ in range(3))
     return max(1.0, n / (best * 1e6))
 
 
@@ -202,7 +257,7 @@ class _Worker:
     def _loop(self):
         seen = 0
         while True:
-            got = _serve(self.addr, seen, self.polls)
+            got = _serve(self.addr, seen, self.polls, _YIELD, YIELD_EVERY)
             if got < 0:                                       # a native task done, its caller asleep
                 seen = -got
                 self.done.set()
@@ -239,7 +294,7 @@ class _Worker:
     def wait(self):
         """Wait for the task posted last; returns its exception or None, and drops its references."""
         n = self.flags[0]
-        if _poll(self.addr + 64, n - 1, self.polls) != n:
+        if _poll(self.addr + 64, n - 1, self.polls, _YIELD, YIELD_EVERY) != n:
             _publish(self.addr + 72, 1)                     # then the worker sets `done`
             while _poll(self.addr + 64, n - 1, 0) != n:
                 self.done.wait()

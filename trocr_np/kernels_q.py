@@ -29,7 +29,12 @@ So one input row (a greedy step of one line) has its own kernel, `_matvec_packed
 product is written in LLVM IR with explicit 16-lane vectors (`_dot_v16`); every matrix of a base
 decoder token, 1 row, alternating in one process on that Intel VM: bf16 34.2 -> 31.1 ms at 2 threads
 (48.8 -> 42.7 at 1), int8 31.9 -> 26.8 (30.6 -> 27.3), i.e. 9-16% less; 13-15 GB/s bf16, 8.5 int8,
-where the 72 hand-offs of the small 1024 x 1024 matrices weigh most.
+where the 72 hand-offs of the small 1024 x 1024 matrices weigh most. Its int8 loop is what one
+would write by hand (checked with inspect_asm: vpmovsxbd, vcvtdq2ps, vfmadd on zmm, 2 x 4 blocks of
+16 lanes a step); the prefetch distance hardly matters (same VM, 2026-12-02, load 1.4, the matrices
+of a base token from the converted folder, 1 thread, 2 / 4 / 8 / 16 KB ahead: bf16 10.5 / 10.8 / 11.0
+/ 10.9 GB/s, int8 9.4 / 10.1 / 10.2 / 10.0; 2 threads 17.1 / 16.6 / 18.2 / 18.9 and 15.6 / 16.2 /
+16.4 / 15.6; none at all: 11.6 and 8.5 GB/s at 2 threads, against 15.1 and 13.0 at 16 KB).
 
 With 2+ input rows and long weight rows (K > BLOCK_COLS: fc2, K = 4096), four input rows are 64 KB,
 more than L1, and the row kernel re-read x from L2 for every weight row; `_matmul_blocks_packed`
@@ -41,10 +46,17 @@ rows (the one-off cross-attention K/V, 577 rows, a long prompt) the matrix is us
 dequantising it for one BLAS GEMM is cheaper. Measured on one core, the kernel against that: 4096 x
 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M = 64:
 237-251 vs 331-397 ms.
-The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
-for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
-the calling thread (one hand-off fewer, ~20 us each here), and `matmul_packed_many` takes several
-matrices of one input in one hand-off (a layer's q/k/v): a decode step makes ~75 calls per token.
+The output columns are split over the worker threads (ocr_base.threads), also for one row: here
+there is no OpenBLAS sgemv to leave it to. With 2+ rows, one contiguous slice per worker, the first
+on the calling thread (`run_parts`; one hand-off fewer), several matrices of one input in one
+hand-off (`matmul_packed_many`: a layer's q/k/v); a decode step makes ~75 calls per token. With one
+row the hand-off is a native task (ocr_base.threads.run_native: the worker never takes the GIL) and
+the rows go in chunks of CHUNK_BYTES that the caller and the workers claim in turn (`_matvec_block`,
+an atomic counter): a worker whose core another process holds leaves its share to the others
+instead of keeping the caller waiting, and every output is the same float32 whoever computes it.
+The matrices of a base token alone, 1 row, 2 threads, alternating in one process (Intel VM, load
+1.5): bf16 25.2 -> 23.2 ms (18.0 -> 19.6 GB/s), int8 14.5 -> 13.3 (15.7 -> 17.2); chunks of 128 or
+512 KB the same. Whole decode steps: ocr_base/threads.py and benchmarks/bench_trocr.py.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
