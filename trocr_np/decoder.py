@@ -14,7 +14,7 @@ output projection 14-15%, the six 1024 x 1024 projections 33%), cross-attention 
 float32 K/V per image and token), self-attention, LayerNorms, GELU and the embedding 2-3%, the
 Python between the calls 2-3%. A step of 4 rows: cross-attention 20-27%, the Python 1.5-2%.
 Each split call hands work to a worker thread, ~75 per token (8/16-bit q/k/v go in one call,
-`projections`); for one row as native tasks, which cost a few us where a Python task costs 25-45
+`projections`); for one row as native tasks, ~8 us each where a Python task costs 25-45
 (ocr_base/threads.py).
 
 References: transformers 5.24 `models/trocr/modeling_trocr.py`,

@@ -56,7 +56,10 @@ an atomic counter): a worker whose core another process holds leaves its share t
 instead of keeping the caller waiting, and every output is the same float32 whoever computes it.
 The matrices of a base token alone, 1 row, 2 threads, alternating in one process (Intel VM, load
 1.5): bf16 25.2 -> 23.2 ms (18.0 -> 19.6 GB/s), int8 14.5 -> 13.3 (15.7 -> 17.2); chunks of 128 or
-512 KB the same. Whole decode steps: ocr_base/threads.py and benchmarks/bench_trocr.py.
+512 KB the same. Whole decode steps, base, 1 row, 2 threads, the old hand-offs (ThreadPoolExecutor,
+static halves) against these, alternating in one process: per token (minimum of 36-45 steps) bf16
+35.5 -> 33.9 ms, int8 26.2 -> 23.2 (load 0.1-0.5; float32 43.2), and bf16 33.5 -> 33.1, int8 23.5 ->
+20.8 (load 1.5; float32 39.9); ocr_base/threads.py has the hand-offs alone and under load.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
