@@ -192,6 +192,10 @@ def test_attend_one_native_hand_off_equals_serial(monkeypatch):
         for _ in range(30):
             o, p = kernels.attend_one(q, k, v, n)
             assert np.array_equal(o, o0) and np.array_equal(p, p0)
+        monkeypatch.setattr(kernels, "ATTEND_NATIVE_MIN_BYTES", 1 << 60)
+        monkeypatch.setattr(kernels, "ATTEND_NO_BLAS_MIN_BYTES", 0)  # a step of 8/16-bit weights
+        o, p = kernels.attend_one(q, k, v, n, no_blas=True)
+        assert np.array_equal(o, o0) and np.array_equal(p, p0)
 
 
 @pytest.mark.parametrize("threaded", [True, False])

@@ -202,7 +202,9 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
     q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale
     ck, cv = cache.cross_k[i], cache.cross_v[i]
     if T == 1:
-        o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2])
+        # 8/16-bit weights: no OpenBLAS threads left spinning from a sgemv, so a split pays sooner
+        o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2],
+                              no_blas=isinstance(params[a + "q_proj.weight"], PackedWeight))
         o, probs = o.reshape(B, 1, D), probs[:, :, None, :]
     else:
         o, probs = attention(_split_heads(q, H), ck, cv)

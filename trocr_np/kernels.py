@@ -368,9 +368,14 @@ def _attend_one(q, k, v, n, out, probs, r0, r1, ahead):
 
 
 ATTEND_PARALLEL_MIN_BYTES = 8 << 20  # K/V read per call above which the heads are split
-ATTEND_NATIVE_MIN_BYTES = 8 << 20    # the same for the native hand-off (ocr_base.threads.run_native):
-# measured on the Intel VM (load 3.6, 2026-12-02), one image's cross-attention (4.7 MB a call, 12 calls)
-# took 2.8-4.7 ms serially against 7-12 ms split: it stays serial; 4 images (19 MB) 2.0-2.3 ms either way
+ATTEND_NATIVE_MIN_BYTES = 8 << 20    # the same for the native hand-off (ocr_base.threads.run_native)
+ATTEND_NO_BLAS_MIN_BYTES = 2 << 20   # ... in a step that called no OpenBLAS (8/16-bit weights: no_blas=True)
+# Measured on the Intel VM, 2026-12-02, base decoder, 1 row, 2 threads, alternating in one process
+# (load 1.1-1.5), one image's cross-attention (4.7 MB a call) split at 2 MB against serial: per token
+# bf16 31.8 -> 30.4 ms (median 43.1 -> 38.1), int8 22.1 -> 18.9 (31.8 -> 25.0), but float32 39.0 ->
+# 39.6 (47.8 -> 59.6): right after its sgemv OpenBLAS's threads still spin and take the worker's core
+# (docs/architecture.md, "One owner of the cores"). Under load 3.6, 12 such calls alone took 7-12 ms
+# split against 2.8-4.7 serially; 4 images (19 MB a call) 2.0-2.3 ms native or Python hand-off.
 ATTEND_PREFETCH_BYTES = 8 << 10      # how far ahead the K/V rows are prefetched (0: not at all)
 
 
@@ -393,12 +398,14 @@ def _attend_task(addr):
     _attend_block(numba.carray(_void_ptr(addr), (13,), np.int64))
 
 
-def attend_one(q, k, v, n):
+def attend_one(q, k, v, n, no_blas=False):
     """Fast attend_one_ref: fused scores + softmax + weighted sum for a one-token decode step.
     When a call reads many megabytes of cached K/V (cross-attention of a batch or of beams),
     the (batch, head) pairs are split over the worker threads: 12 layers of 4 x 16 heads over
     577 keys took 16.6 ms against 23.2 ms serially. For one image (4.7 MB per call at base
-    size) the hand-offs cost what they save, so that stays serial.
+    size) the hand-offs cost what they save, so that stays serial, unless no_blas (a step of
+    8/16-bit weights, which calls no OpenBLAS): then it is split as native tasks from
+    ATTEND_NO_BLAS_MIN_BYTES on (measured above).
 
     q (B, H, hd), k/v (B, H, T_max, hd) -> out (B, H, hd), probs (B, H, n)
     """
@@ -409,7 +416,7 @@ def attend_one(q, k, v, n):
     parts = n_workers() if 2 * B * H * n * hd * 4 >= ATTEND_PARALLEL_MIN_BYTES else 1
     ahead = -(-ATTEND_PREFETCH_BYTES // (hd * k.itemsize)) if ATTEND_PREFETCH_BYTES and hd else 0
     nbytes = 2 * B * H * n * hd * 4
-    if nbytes >= ATTEND_NATIVE_MIN_BYTES and n_workers() > 1 and k.dtype == v.dtype == np.float32 \
+    if nbytes >= (ATTEND_NO_BLAS_MIN_BYTES if no_blas else ATTEND_NATIVE_MIN_BYTES) and n_workers() > 1 and k.dtype == v.dtype == np.float32 \
             and k.flags.c_contiguous and v.flags.c_contiguous and k.shape == v.shape:
         head = [q.ctypes.data, B, H, hd, k.ctypes.data, v.ctypes.data, k.shape[2], n, out.ctypes.data,
                 probs.ctypes.data]
