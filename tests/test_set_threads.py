@@ -16,7 +16,7 @@ def test_set_threads_sets_workers_and_openblas():
         if setters:
             assert setters[1]() == 3
             ex, _ = threads.workers()
-            assert ex._max_workers == 3                                    # the pool was rebuilt at 3
+            assert ex.size == len(ex.workers) == 3                                   # the pool was rebuilt at 3
             seen = []
             threads.run_parallel(seen.append, list(range(7)))
             assert sorted(seen) == list(range(7))

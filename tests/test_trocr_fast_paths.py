@@ -179,6 +179,25 @@ def test_attend_one_threaded_equals_reference(monkeypatch):
         assert _maxdiff(o, o_ref) < TOL and _maxdiff(p, p_ref) < 1e-6
 
 
+def test_attend_one_native_hand_off_equals_serial(monkeypatch):
+    """The (batch, head) pairs split over the workers as native tasks (ocr_base.threads.run_native)
+    give the serial kernel's out and probs bit for bit, call after call."""
+    rng = np.random.default_rng(23)
+    q = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    k, v = rng.standard_normal((2, 2, 3, 50, 16)).astype(np.float32)
+    for n in (1, 9, 50):
+        monkeypatch.setattr(kernels, "ATTEND_NATIVE_MIN_BYTES", 1 << 60)
+        o0, p0 = kernels.attend_one(q, k, v, n)
+        monkeypatch.setattr(kernels, "ATTEND_NATIVE_MIN_BYTES", 0)
+        for _ in range(30):
+            o, p = kernels.attend_one(q, k, v, n)
+            assert np.array_equal(o, o0) and np.array_equal(p, p0)
+        monkeypatch.setattr(kernels, "ATTEND_NATIVE_MIN_BYTES", 1 << 60)
+        monkeypatch.setattr(kernels, "ATTEND_NO_BLAS_MIN_BYTES", 0)  # a step of 8/16-bit weights
+        o, p = kernels.attend_one(q, k, v, n, no_blas=True)
+        assert np.array_equal(o, o0) and np.array_equal(p, p0)
+
+
 @pytest.mark.parametrize("threaded", [True, False])
 def test_attend_one_prefetch_changes_nothing(threaded, monkeypatch):
     """The K/V prefetch hints (ahead of the keys, into the values, into the next head) move only

@@ -13,8 +13,9 @@ around each call; Intel Xeon VM, load 3-4, 2026-12-02): the matrices 80-87% (fc1
 output projection 14-15%, the six 1024 x 1024 projections 33%), cross-attention 9-15% (57 MB of
 float32 K/V per image and token), self-attention, LayerNorms, GELU and the embedding 2-3%, the
 Python between the calls 2-3%. A step of 4 rows: cross-attention 20-27%, the Python 1.5-2%.
-Each split call hands work to a worker thread (~20 us, ocr_base.threads.run_parts), ~75 per token
-(8/16-bit q/k/v go in one call, `projections`).
+Each split call hands work to a worker thread, ~75 per token (8/16-bit q/k/v go in one call,
+`projections`); for one row as native tasks, ~8 us each where a Python task costs 25-45
+(ocr_base/threads.py).
 
 References: transformers 5.24 `models/trocr/modeling_trocr.py`,
 `models/vision_encoder_decoder/modeling_vision_encoder_decoder.py` (enc_to_dec_proj);
@@ -201,7 +202,9 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
     q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale
     ck, cv = cache.cross_k[i], cache.cross_v[i]
     if T == 1:
-        o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2])
+        # 8/16-bit weights: no OpenBLAS threads left spinning from a sgemv, so a split pays sooner
+        o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2],
+                              no_blas=isinstance(params[a + "q_proj.weight"], PackedWeight))
         o, probs = o.reshape(B, 1, D), probs[:, :, None, :]
     else:
         o, probs = attention(_split_heads(q, H), ck, cv)

@@ -39,7 +39,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parallel, run_parts, split
+from ocr_base.threads import _void_ptr, n_workers, run_native, run_parallel, run_parts, split
 
 _SQRT1_2 = 0.7071067811865476
 
@@ -404,15 +404,44 @@ def _attend_one(q, k, v, n, out, probs, r0, r1, ahead):
 
 
 ATTEND_PARALLEL_MIN_BYTES = 8 << 20  # K/V read per call above which the heads are split
+ATTEND_NATIVE_MIN_BYTES = 8 << 20    # the same for the native hand-off (ocr_base.threads.run_native)
+ATTEND_NO_BLAS_MIN_BYTES = 2 << 20   # ... in a step that called no OpenBLAS (8/16-bit weights: no_blas=True)
+# Measured on the Intel VM, 2026-12-02, base decoder, 1 row, 2 threads, alternating in one process
+# (load 1.1-1.5), one image's cross-attention (4.7 MB a call) split at 2 MB against serial: per token
+# bf16 31.8 -> 30.4 ms (median 43.1 -> 38.1), int8 22.1 -> 18.9 (31.8 -> 25.0), but float32 39.0 ->
+# 39.6 (47.8 -> 59.6): right after its sgemv OpenBLAS's threads still spin and take the worker's core
+# (docs/architecture.md, "One owner of the cores"). Under load 3.6, 12 such calls alone took 7-12 ms
+# split against 2.8-4.7 serially; 4 images (19 MB a call) 2.0-2.3 ms native or Python hand-off.
 ATTEND_PREFETCH_BYTES = 8 << 10      # how far ahead the K/V rows are prefetched (0: not at all)
 
 
-def attend_one(q, k, v, n):
+@numba.njit(cache=True, nogil=True)
+def _attend_block(b):
+    """`_attend_one` described by addresses: b = [q, B, H, hd, k, v, T_max, n, out, probs, r0, r1,
+    ahead], int64 (q/out (B, H, hd), k/v (B, H, T_max, hd), probs (B, H, n) float32, C-contiguous)."""
+    B, H, hd, T = b[1], b[2], b[3], b[6]
+    q = numba.carray(_void_ptr(b[0]), (B, H, hd), np.float32)
+    k = numba.carray(_void_ptr(b[4]), (B, H, T, hd), np.float32)
+    v = numba.carray(_void_ptr(b[5]), (B, H, T, hd), np.float32)
+    out = numba.carray(_void_ptr(b[8]), (B, H, hd), np.float32)
+    probs = numba.carray(_void_ptr(b[9]), (B, H, b[7]), np.float32)
+    _attend_one(q, k, v, b[7], out, probs, b[10], b[11], b[12])
+
+
+@numba.cfunc(types.void(types.intp), cache=True)
+def _attend_task(addr):
+    """_attend_block of the block at addr, as a C function for a worker (ocr_base.threads.run_native)."""
+    _attend_block(numba.carray(_void_ptr(addr), (13,), np.int64))
+
+
+def attend_one(q, k, v, n, no_blas=False):
     """Fast attend_one_ref: fused scores + softmax + weighted sum for a one-token decode step.
     When a call reads many megabytes of cached K/V (cross-attention of a batch or of beams),
     the (batch, head) pairs are split over the worker threads: 12 layers of 4 x 16 heads over
     577 keys took 16.6 ms against 23.2 ms serially. For one image (4.7 MB per call at base
-    size) the hand-offs cost what they save, so that stays serial.
+    size) the hand-offs cost what they save, so that stays serial, unless no_blas (a step of
+    8/16-bit weights, which calls no OpenBLAS): then it is split as native tasks from
+    ATTEND_NO_BLAS_MIN_BYTES on (measured above).
 
     q (B, H, hd), k/v (B, H, T_max, hd) -> out (B, H, hd), probs (B, H, n)
     """
@@ -422,5 +451,13 @@ def attend_one(q, k, v, n):
     q = np.ascontiguousarray(q, np.float32)
     parts = n_workers() if 2 * B * H * n * hd * 4 >= ATTEND_PARALLEL_MIN_BYTES else 1
     ahead = -(-ATTEND_PREFETCH_BYTES // (hd * k.itemsize)) if ATTEND_PREFETCH_BYTES and hd else 0
+    nbytes = 2 * B * H * n * hd * 4
+    if nbytes >= (ATTEND_NO_BLAS_MIN_BYTES if no_blas else ATTEND_NATIVE_MIN_BYTES) and n_workers() > 1 and k.dtype == v.dtype == np.float32 \
+            and k.flags.c_contiguous and v.flags.c_contiguous and k.shape == v.shape:
+        head = [q.ctypes.data, B, H, hd, k.ctypes.data, v.ctypes.data, k.shape[2], n, out.ctypes.data,
+                probs.ctypes.data]
+        blocks = [np.array(head + [r0, r1, ahead], np.int64) for r0, r1 in split(B * H, n_workers())]
+        run_native(_attend_task.address, _attend_block, blocks)
+        return out, probs
     run_parts(lambda r: _attend_one(q, k, v, n, out, probs, r[0], r[1], ahead), split(B * H, parts))
     return out, probs

@@ -30,7 +30,12 @@ So one input row (a greedy step of one line) has its own kernel, `_matvec_packed
 product is written in LLVM IR with explicit 16-lane vectors (`_dot_v16`); every matrix of a base
 decoder token, 1 row, alternating in one process on that Intel VM: bf16 34.2 -> 31.1 ms at 2 threads
 (48.8 -> 42.7 at 1), int8 31.9 -> 26.8 (30.6 -> 27.3), i.e. 9-16% less; 13-15 GB/s bf16, 8.5 int8,
-where the 72 hand-offs of the small 1024 x 1024 matrices weigh most.
+where the 72 hand-offs of the small 1024 x 1024 matrices weigh most. Its int8 loop is what one
+would write by hand (checked with inspect_asm: vpmovsxbd, vcvtdq2ps, vfmadd on zmm, 2 x 4 blocks of
+16 lanes a step); the prefetch distance hardly matters (same VM, 2026-12-02, load 1.4, the matrices
+of a base token from the converted folder, 1 thread, 2 / 4 / 8 / 16 KB ahead: bf16 10.5 / 10.8 / 11.0
+/ 10.9 GB/s, int8 9.4 / 10.1 / 10.2 / 10.0; 2 threads 17.1 / 16.6 / 18.2 / 18.9 and 15.6 / 16.2 /
+16.4 / 15.6; none at all: 11.6 and 8.5 GB/s at 2 threads, against 15.1 and 13.0 at 16 KB).
 
 With 2 to 64 input rows (beams, a batch of lines) the old row-by-row kernels (four input rows
 sharing each converted weight, LLVM's 8-lane loops; x 512 columns at a time for K = 4096) were bound
@@ -64,10 +69,20 @@ dequantising it for one BLAS GEMM is cheaper. Measured on one core, the old row 
 4096 x 1024 and 1024 x 4096, M = 16: 3-8 vs 24-33 ms; M = 64: 27-30 vs 36-39 ms; 50265 x 1024, M =
 64: 237-251 vs 331-397 ms. The tile kernel (Intel VM, load ~3.7): M = 16: 1.3-5.6 vs 7.5-20 ms; M =
 64: 6.5-6.8 vs 10-24 ms, so the switch could move above 64 rows (not measured further).
-The output columns are split into one contiguous slice per worker thread (ocr_base.threads), also
-for one row: here there is no OpenBLAS sgemv to leave it to. `run_parts` runs the first slice on
-the calling thread (one hand-off fewer, ~20 us each here), and `matmul_packed_many` takes several
-matrices of one input in one hand-off (a layer's q/k/v): a decode step makes ~75 calls per token.
+The output columns are split over the worker threads (ocr_base.threads), also for one row: here
+there is no OpenBLAS sgemv to leave it to. With 2+ rows, one contiguous slice per worker, the first
+on the calling thread (`run_parts`; one hand-off fewer), several matrices of one input in one
+hand-off (`matmul_packed_many`: a layer's q/k/v); a decode step makes ~75 calls per token. With one
+row the hand-off is a native task (ocr_base.threads.run_native: the worker never takes the GIL) and
+the rows go in chunks of CHUNK_BYTES that the caller and the workers claim in turn (`_matvec_block`,
+an atomic counter): a worker whose core another process holds leaves its share to the others
+instead of keeping the caller waiting, and every output is the same float32 whoever computes it.
+The matrices of a base token alone, 1 row, 2 threads, alternating in one process (Intel VM, load
+1.5): bf16 25.2 -> 23.2 ms (18.0 -> 19.6 GB/s), int8 14.5 -> 13.3 (15.7 -> 17.2); chunks of 128 or
+512 KB the same. Whole decode steps, base, 1 row, 2 threads, the old hand-offs (ThreadPoolExecutor,
+static halves) against these, alternating in one process: per token (minimum of 36-45 steps) bf16
+35.5 -> 33.9 ms, int8 26.2 -> 23.2 (load 0.1-0.5; float32 43.2), and bf16 33.5 -> 33.1, int8 23.5 ->
+20.8 (load 1.5; float32 39.9); ocr_base/threads.py has the hand-offs alone and under load.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
@@ -83,7 +98,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ocr_base.threads import n_workers, run_parts, split
+from ocr_base.threads import _void_ptr, n_workers, run_native, run_parts, split
 
 from .kernels import _int32_bits_as_float32, prefetch_row
 from .quant import dequantize
@@ -92,6 +107,7 @@ SMALL_ROWS = 64               # up to this many input rows the kernel streams th
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
 PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
 TILE_KC, TILE_RB = 1024, 16  # 2+ input rows: blocks of 16 weight rows, taken 1024 columns at a time
+ONE_ROW_NATIVE = True         # one input row: hand the slices off as native tasks (ocr_base.threads.run_native)
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -191,14 +207,14 @@ _dot_bf16, _dot_f16, _dot_i8 = _dot_v16("bfloat16"), _dot_v16("float16"), _dot_v
 
 @numba.njit(cache=True, nogil=True)
 def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
-    """_matmul_rows_packed for one input row: out[0, n0:n1] = x[0] @ dequantize(data[n0:n1]).T, each
+    """One input row (what `_matmul_tiles_packed` does for 2+): out[0, n0:n1] = x[0] @ dequantize(data[n0:n1]).T, each
     weight row by `_dot_v16`'s 16-lane kernel (the first 64 * (K // 64) weights), the rest here."""
     K = x.shape[1]
     nb, tail = K // (4 * V), K // (4 * V) * (4 * V)
     xa = x.ctypes.data
     for n in range(n0, n1):
         w = data[n]
-        if ahead > 0 and n + ahead < n1:
+        if ahead > 0 and n + ahead < data.shape[0]:  # also past n1: the next chunk (a dynamic split)
             prefetch_row(data[n + ahead])
         s = np.float32(0.0)
         if nb > 0:
@@ -403,6 +419,72 @@ def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax)
                 out[m, nb0 + i] = tot[m, i] * sc
 
 
+_FIELDS = 11  # a one-row chunk: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead
+CHUNK_BYTES = 128 << 10  # one row: the workers take the weight rows this many packed bytes at a time
+
+
+@intrinsic
+def _claim(typingctx, addr):
+    """Atomically add 1 to the int64 at addr; returns the value before (the chunk claimed)."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "seq_cst")
+    return types.int64(types.intp), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _matvec_block(job):
+    """`_matvec_packed` over the chunks of a one-row call, described by addresses: job = [claimed,
+    count, (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead) * count], int64 (x (1, K)
+    float32, data (N, K) uint16 or int8, out (1, N) float32, all C-contiguous). Every thread that
+    runs it takes the next unclaimed chunk until none is left, so a worker that starts late (its
+    core taken by another process) leaves its share to the others instead of holding them up."""
+    while True:
+        j = _claim(job.ctypes.data)
+        if j >= job[1]:
+            return
+        f = job[2 + j * _FIELDS:2 + (j + 1) * _FIELDS]
+        kind, K, N = f[0], f[2], f[4]
+        x = numba.carray(_void_ptr(f[1]), (1, K), np.float32)
+        scale = numba.carray(_void_ptr(f[5]), (f[6],), np.float32)
+        out = numba.carray(_void_ptr(f[7]), (1, N), np.float32)
+        if kind == 2:
+            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.int8), scale, kind, out, f[8], f[9], f[10])
+        else:
+            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.uint16), scale, kind, out, f[8], f[9], f[10])
+
+
+@numba.cfunc(types.void(types.intp), cache=True)
+def _matvec_task(addr):
+    """_matvec_block of the job at addr, as a C function: what a worker runs without the GIL
+    (ocr_base.threads.run_native)."""
+    n = numba.carray(_void_ptr(addr), (2,), np.int64)[1]
+    _matvec_block(numba.carray(_void_ptr(addr), (2 + n * _FIELDS,), np.int64))
+
+
+def _matvec_job(x, ws, outs):
+    """The job array of `_matvec_block` for x (1, K) times every matrix of ws, each matrix's
+    output columns cut into chunks of ~CHUNK_BYTES; None where a matrix does not fit the layout."""
+    rows = []
+    K = x.shape[1]
+    for w, out in zip(ws, outs):
+        data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+        if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
+            return None
+        scale = w.scale if w.scale is not None else _NO_SCALE
+        ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+        N = w.shape[0]
+        step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
+        n0 = np.arange(0, N, step, dtype=np.int64)
+        f = np.empty((len(n0), _FIELDS), np.int64)
+        f[:] = (_KIND[w.kind], x.ctypes.data, K, data.ctypes.data, N, scale.ctypes.data, len(scale),
+                out.ctypes.data, 0, 0, ahead)
+        f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
+        rows.append(f)
+    f = np.concatenate(rows)
+    return np.concatenate([np.array([0, len(f)], np.int64), f.ravel()])
+
+
 def _rows_task(x, w, out):
     """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
     M, K = x.shape
@@ -426,6 +508,11 @@ def matmul_packed_many(x, ws):
     x = np.ascontiguousarray(x, np.float32)
     outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
     parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1  # one part: run here
+    if M == 1 and parts > 1 and ONE_ROW_NATIVE:
+        job = _matvec_job(x, ws, outs)
+        if job is not None:  # the workers take chunks in native code, without the GIL
+            run_native(_matvec_task.address, _matvec_block, [job] * parts)
+            return outs
     tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
 
     def part(i):
