@@ -207,8 +207,8 @@ _dot_bf16, _dot_f16, _dot_i8 = _dot_v16("bfloat16"), _dot_v16("float16"), _dot_v
 
 @numba.njit(cache=True, nogil=True)
 def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
-    """One input row (what `_matmul_tiles_packed` does for 2+): out[0, n0:n1] = x[0] @ dequantize(data[n0:n1]).T, each
-    weight row by `_dot_v16`'s 16-lane kernel (the first 64 * (K // 64) weights), the rest here."""
+    """One input row (`_matmul_tiles_packed` takes 2+): out[0, n0:n1] = x[0] @ dequantize(data[n0:n1]).T,
+    each weight row by `_dot_v16`'s 16-lane kernel (the first 64 * (K // 64) weights), the rest here."""
     K = x.shape[1]
     nb, tail = K // (4 * V), K // (4 * V) * (4 * V)
     xa = x.ctypes.data
