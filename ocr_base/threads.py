@@ -33,8 +33,8 @@ A poller calls sched_yield every YIELD_EVERY reads, so that on a loaded machine 
 a thread with work (ours or another process's): same step, load 3-3.5 (two other processes at
 ~100%), medians bf16 81.6 -> 62.9 ms, int8 53.4 -> 36.3 without and with it; under that load the
 native and old hand-offs were level within the noise (bf16 62.9-76.6 vs 52.3-71.6 ms, int8 36.3-41.0
-vs 39.2-45.6; polling 30 or 100 us instead of 300 no better). SPIN_US bounds the polling: a worker idle longer (between images, between pages) sleeps, and a
-caller waiting longer for a worker (an encoder slice) sleeps too, so no core is burnt while idle.
+vs 39.2-45.6; polling 30 or 100 us instead of 300 no better). SPIN_US bounds the polling: a
+worker idle longer (between images, between pages) sleeps, and a caller waiting longer for a worker (an encoder slice) sleeps too, so no core is burnt while idle.
 Errors: a Python task's exception is caught on the worker and re-raised by the caller once every
 part is done; native tasks must not raise. At exit the workers are stopped (atexit) and are daemon
 threads. One caller thread has the workers at a time (a lock); another thread's `run_parts` or

@@ -263,7 +263,8 @@ def _tile_v16(kind):
     this Intel CPU, module docstring) and r x C accumulators, 16 zmm at 4 x 4 or 8 x 2 with AVX-512
     (8 ymm at 4 x 2 or 8 x 1 without): each converted weight vector serves r input rows and each
     loaded x vector C weight rows. Each weight load comes with a prefetch pf_off bytes further on
-    (pf_off = 0: the line just loaded, a no-op), spread over the loop rather than a burst per row. Each sum is one L-lane accumulator over k in order: the same float32 for
+    (pf_off = 0: the line just loaded, a no-op), spread over the loop rather than a burst per row.
+    Each sum is one L-lane accumulator over k in order: the same float32 for
     any r, nc, tile position or split (on one machine: L depends on it)."""
     @intrinsic
     def tile(typingctx, r, x_addr, x_stride, w_addr, w_stride, nc, nb, acc_addr, acc_stride, pf_off, sum_addr):
