@@ -32,21 +32,27 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
-Measured 2026-12-02 on a 2-core Intel Xeon VM (Emerald Rapids, AVX-512 VNNI/BF16; OpenBLAS 0.3.31
-SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, quiet (load 1.2-2.2):
+Measured 2026-12-02 on a 2-core Intel Xeon VM (Emerald Rapids, AVX-512 VNNI/BF16, AMX; OpenBLAS
+0.3.31 SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, nothing else
+running (load ~2):
 
-    seconds per page        page  detector  recognition  / torch
-    torch                   23.4       6.1         17.2     1.00
-    ours float32            24.0       3.8         20.2     1.03
-    ours bfloat16           20.6       3.7         17.0     0.88
-    ours int8               24.1       3.9         20.2     1.03
-    ours int8-encoder       15.7       3.3         12.4     0.67
-    ORT float32             23.5       3.8         19.7     1.00
-    ORT int8                13.7       3.4         10.3     0.59
+    seconds per page              page  detector  recognition  / torch
+    torch                        27.02      8.64        18.38     1.00
+    ours float32                 23.97      4.32        19.65     0.89
+    ours bfloat16                25.26      3.90        21.36     0.93
+    ours int8                    19.06      3.08        15.98     0.71
+    ours int8-encoder            16.51      4.58        11.93     0.61
+    ours bfloat16, batch 32      24.08      3.85        20.23     0.89
+    ours int8-encoder, batch 32  15.52      3.79        11.73     0.57
+    ORT float32                  26.45      4.05        22.40     0.98
+    ORT int8                     17.53      3.68        13.85     0.65
 
-(ours int8-encoder's recognition, 20 crops, profiled: encoder 5.3-7.0 s, cross-attention K/V
-1.0-1.4 s, 32 decode steps of 16 + 4 rows 3.7-4.8 s.) --overlap, two pages, same machine: float32
-45.1 s sequential vs 47.1 s overlapped, int8-encoder 32.4 vs 31.7 s: no gain on 2 cores.
+(the int8 encoder with AMX tiles, kernels_i8; the decode steps on kernels_q's register tiles.) An
+earlier run that session, before those: torch 23.4, ours float32 24.0, bfloat16 20.6, int8 24.1,
+int8-encoder 15.7 (encoder 5.3-7.0 s, cross-attention K/V 1.0-1.4 s, 32 decode steps 3.7-4.8 s of
+its 12.4 s recognition), ORT float32 23.5, ORT int8 13.7 s; torch and ORT moved by 15-28% between
+the two runs, so compare within one. --overlap, two pages: float32 45.1 s sequential vs 47.1 s
+overlapped, int8-encoder 32.4 vs 31.7 s: no gain on 2 cores.
 Earlier, on the 2-core AMD EPYC VM (before the int8 encoder): torch 28.8, ours float32 22.7,
 bfloat16 22.6, int8 22.1, ORT float32 23.0, ORT int8 15.3 s.
 """
