@@ -142,6 +142,15 @@ def _weight(row, k, kind):
 V = 16  # lanes of the one-row kernel's vectors (512 bits of float32), 4 of them per step
 
 
+def _ir_vectors(builder, kind, lanes):
+    """For the IR kernels: (<lanes x float>, <lanes x stored weight>, bytes per weight, llvm.fma)."""
+    vf = ir.VectorType(ir.FloatType(), lanes)
+    stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
+    name = f"llvm.fma.v{lanes}f32"
+    fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+    return vf, ir.VectorType(stored, lanes), {"bfloat16": 2, "float16": 2, "int8": 1}[kind], fma
+
+
 def _dot_v16(kind):
     """An intrinsic dot(x_addr, w_addr, n) -> float32: sum over the first 64 n elements of x (float32)
     times a stored weight row (bfloat16 bits / float16 / int8, before the int8 scale), written in
@@ -156,12 +165,7 @@ def _dot_v16(kind):
         def codegen(context, builder, signature, args):
             xa, wa, nb = args
             intp, i32, f32 = xa.type, ir.IntType(32), ir.FloatType()
-            vf = ir.VectorType(f32, V)
-            stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
-            vw = ir.VectorType(stored, V)
-            width = {"bfloat16": 2, "float16": 2, "int8": 1}[kind]
-            name = f"llvm.fma.v{V}f32"
-            fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+            vf, vw, width, fma = _ir_vectors(builder, kind, V)
             const = lambda v: ir.Constant(intp, v)  # noqa: E731
             entry, loop, done = builder.block, builder.append_basic_block("dot.k"), builder.append_basic_block("dot.end")
             builder.branch(loop)  # n >= 1
@@ -274,12 +278,7 @@ def _tile_v16(kind):
             rv, xa, xs, wa, ws, ncv, nb, aa, ast, pf, sa = args
             intp, i8p, i32, f32 = xa.type, ir.IntType(8).as_pointer(), ir.IntType(32), ir.FloatType()
             L = TILE_LANES
-            vf = ir.VectorType(f32, L)
-            stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
-            vw = ir.VectorType(stored, L)
-            width = {"bfloat16": 2, "float16": 2, "int8": 1}[kind]
-            name = f"llvm.fma.v{L}f32"
-            fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+            vf, vw, width, fma = _ir_vectors(builder, kind, L)
             pfn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(),
                                                                                            [i8p, i32, i32, i32]))
             const = lambda v: ir.Constant(intp, v)  # noqa: E731
