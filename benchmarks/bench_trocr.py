@@ -14,7 +14,7 @@ float32 in the same alternating runs:
   RSS               resident memory after loading the folder, encoding one image and decoding a few
                     tokens (a fresh subprocess each), against the weight file's size: total, with
                     the line's decode state alive; less the process's RSS before loading (Python,
-                    NumPy, Numba: ~113 MB, whatever the model); and that once the line's state (the
+                    NumPy, Numba: ~113-177 MB, whatever the model); and that once the line's state (the
                     cross-attention K/V, 57 MB at base size) is freed and glibc has handed freed
                     blocks back (malloc_trim). The second and third are the model's own footprint:
                     the 1.2x goal is about them (no float32 copies of packed weights), since the
@@ -40,6 +40,13 @@ machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u 
 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
+
+Measured 2026-12-02 (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16
+--threads 2), 2-core Intel Xeon VM (Emerald Rapids), nothing else running, after the register-tiled
+multi-row kernels and the native one-row hand-offs (trocr_np/kernels_q.py, ocr_base/threads.py):
+float32 token 56.9 ms, 4-row step 91.2 ms; bfloat16 0.73 / 0.58, int8 0.47 / 0.46 of those; beam 4 /
+greedy float32 1.45, bfloat16 1.33, int8 1.34; RSS / file 1.19 / 1.31 / 1.43, less the ~177 MB at
+start 1.05 / 1.09 / 1.13, line freed 1.01 / 1.02 / 1.02. Earlier runs, before those kernels:
 
 Measured (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16 [--threads 1]),
 2026-12-02, on a 2-core Intel Xeon VM (family 6 model 207, Sapphire Rapids class: AVX-512 with
