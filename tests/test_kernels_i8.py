@@ -220,7 +220,7 @@ def test_quantized_output_is_quantize_rows_of_it(kernel, m):
 def test_without_amx_permission_the_vnni_kernel_runs(monkeypatch):
     """A process Linux refuses the tile registers (or a CPU without AMX) runs the VNNI tile, or the
     reference where there is no VNNI either; asking for AMX there is a clear error."""
-    monkeypatch.setattr(kernels_i8, "_AMX_PERMITTED", [False])
+    monkeypatch.setattr(kernels_i8, "amx_ready", lambda: False)
     assert kernels_i8.best_kernel() == ("vnni" if HAVE_VNNI else "ref")
     x, q_w, s_w, b = operands(5, 64, 8)
     w = pack_i8(q_w, s_w)

@@ -60,12 +60,16 @@ fused 27.7 ms (one core, M = 2308).
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import platform
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ocr_base.threads import n_workers, run_parts, split
@@ -102,27 +106,21 @@ def _host_has_amx() -> bool:
 
 
 HAVE_AMX = _host_has_amx()
-_AMX_PERMITTED: list[bool] = []
 
 
+@functools.cache
 def amx_ready() -> bool:
     """AMX is compiled in and Linux lets this process use it. The tile registers (8 KB of state) are
     off until a process asks for them: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), once,
     for all its threads (Linux >= 5.16). Refused or unavailable: the VNNI kernel runs instead."""
-    if not _AMX_PERMITTED:
-        ok = False
-        if HAVE_AMX:
-            import ctypes
-            import platform
-            if platform.system() == "Linux" and platform.machine() == "x86_64":
-                try:
-                    libc = ctypes.CDLL(None, use_errno=True)
-                    SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
-                    ok = libc.syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
-                except (OSError, AttributeError):
-                    ok = False
-        _AMX_PERMITTED.append(ok)
-    return _AMX_PERMITTED[0]
+    if not HAVE_AMX or platform.system() != "Linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+        return libc.syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 # --------------------------------------------------------------------------- the numbers (references)
@@ -224,7 +222,7 @@ def _tile_vnni(typingctx, c_addr, a_addr, lda, b_addr, k4):
         v16 = ir.VectorType(i32, 16)
         nv = NR // 16
         name = "llvm.x86.avx512.vpdpbusd.512"
-        fn = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(v16, [v16] * 3), name)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16] * 3), name)
         const = lambda v: ir.Constant(intp, v)  # noqa: E731
         entry, loop, done = builder.block, builder.append_basic_block("tile.k"), builder.append_basic_block("tile.end")
         builder.branch(loop)
@@ -336,8 +334,8 @@ def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, 
 # --------------------------------------------------------------------------- the AMX kernel
 
 def _amx_fn(builder, name, args):
-    m = builder.module
-    return m.globals.get(name) or ir.Function(m, ir.FunctionType(ir.VoidType(), args), name)
+    """The void AMX intrinsic `name` taking `args`, declared in the module being built."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), args), name)
 
 
 @intrinsic

@@ -96,6 +96,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ocr_base.threads import _void_ptr, n_workers, run_native, run_parts, split
@@ -147,7 +148,7 @@ def _ir_vectors(builder, kind, lanes):
     vf = ir.VectorType(ir.FloatType(), lanes)
     stored = {"bfloat16": ir.IntType(16), "float16": ir.HalfType(), "int8": ir.IntType(8)}[kind]
     name = f"llvm.fma.v{lanes}f32"
-    fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf] * 3), name)
     return vf, ir.VectorType(stored, lanes), {"bfloat16": 2, "float16": 2, "int8": 1}[kind], fma
 
 
@@ -462,22 +463,29 @@ def _matvec_task(addr):
     _matvec_block(numba.carray(_void_ptr(addr), (2 + n * _FIELDS,), np.int64))
 
 
+def _operands(w, K):
+    """What the kernels read of a packed matrix w (N, K): (stored bits (float16 as uint16, which
+    Numba can index), int8 scales or _NO_SCALE, _KIND code, rows to prefetch ahead)."""
+    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+    scale = w.scale if w.scale is not None else _NO_SCALE
+    ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+    return data, scale, _KIND[w.kind], ahead
+
+
 def _matvec_job(x, ws, outs):
     """The job array of `_matvec_block` for x (1, K) times every matrix of ws, each matrix's
     output columns cut into chunks of ~CHUNK_BYTES; None where a matrix does not fit the layout."""
     rows = []
     K = x.shape[1]
     for w, out in zip(ws, outs):
-        data = w.data.view(np.uint16) if w.kind == "float16" else w.data
+        data, scale, kind, ahead = _operands(w, K)
         if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
             return None
-        scale = w.scale if w.scale is not None else _NO_SCALE
-        ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
         N = w.shape[0]
         step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
         n0 = np.arange(0, N, step, dtype=np.int64)
         f = np.empty((len(n0), _FIELDS), np.int64)
-        f[:] = (_KIND[w.kind], x.ctypes.data, K, data.ctypes.data, N, scale.ctypes.data, len(scale),
+        f[:] = (kind, x.ctypes.data, K, data.ctypes.data, N, scale.ctypes.data, len(scale),
                 out.ctypes.data, 0, 0, ahead)
         f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
         rows.append(f)
@@ -488,10 +496,7 @@ def _matvec_job(x, ws, outs):
 def _rows_task(x, w, out):
     """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
     M, K = x.shape
-    data = w.data.view(np.uint16) if w.kind == "float16" else w.data
-    scale = w.scale if w.scale is not None else _NO_SCALE
-    kind = _KIND[w.kind]
-    ahead = -(-PREFETCH_BYTES // (K * data.itemsize)) if PREFETCH_BYTES and K else 0
+    data, scale, kind, ahead = _operands(w, K)
     if M == 1:
         return lambda r0, r1: _matvec_packed(x, data, scale, kind, out, r0, r1, ahead)
     ahead = max(ahead, TILE_RB) if ahead else 0  # at least the next block (it takes K in slices)
