@@ -190,30 +190,34 @@ def _poll(addr, value, polls, yield_fn=0, every=8):
     return v
 
 
+_IDLE, _PYTHON_TASK, _NATIVE_DONE = 0, 1, 2  # what `_serve` returns for
+
+
 @numba.njit(cache=True, nogil=True)
 def _serve(addr, seen, polls, yield_fn, every):
     """A worker's wait, without the GIL: poll the task count at addr (flags[0]) for up to `polls`
     reads after the last task; run native tasks (flags[1]: a C function, flags[2]: its argument)
-    here, each done published in flags[8]. Returns at a Python task (flags[1] == 0: its number,
-    for the caller to run), when idle (seen), or after a native task whose caller sleeps (flags[9]
-    set: minus its number, for the caller to wake it)."""
+    here, each done published in flags[8]. Returns (what, count): (_PYTHON_TASK, its number) at a
+    Python task (flags[1] == 0), for the caller to run; (_IDLE, the last task's number) when idle;
+    (_NATIVE_DONE, its number) after a native task whose caller sleeps (flags[9] set), for the
+    caller to wake it. The count is always returned: native tasks run here move it on."""
     idle = 0
     while True:
         v = _load_acquire(addr)
         if v == seen:
             if idle >= polls:
-                return seen
+                return _IDLE, seen
             _idle(idle, yield_fn, every)
             idle += 1
             continue
         fn = _load_acquire(addr + 8)
         if fn == 0:
-            return v
+            return _PYTHON_TASK, v
         _call_native(fn, _load_acquire(addr + 16))
         seen = v
         _store_sc(addr + 64, v)
         if _load_acquire(addr + 72) != 0:
-            return -v
+            return _NATIVE_DONE, v
         idle = 0
 
 
@@ -259,19 +263,19 @@ class _Worker:
     def _loop(self):
         seen = 0
         while True:
-            got = _serve(self.addr, seen, self.polls, _YIELD, YIELD_EVERY)
-            if got < 0:                                       # a native task done, its caller asleep
-                seen = -got
+            # seen moves on with every return: native tasks run in _serve count too (comparing its
+            # idle return with the old count instead made a Python task posted meanwhile run twice)
+            what, seen = _serve(self.addr, seen, self.polls, _YIELD, YIELD_EVERY)
+            if what == _NATIVE_DONE:                          # a native task done, its caller asleep
                 self.done.set()
                 continue
-            if got == seen:                                   # idle for SPIN_US: sleep until posted
+            if what == _IDLE:                                 # idle for SPIN_US: sleep until posted
                 self.asleep = True
                 while self.flags[0] == seen:
                     self.wake.wait()
                     self.wake.clear()
                 self.asleep = False
                 continue
-            seen = got
             if self.stopped:
                 return
             try:

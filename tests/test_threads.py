@@ -126,3 +126,20 @@ def test_exit_while_workers_poll():
             "[threads.run_parts(s.append, [0, 1]) for _ in range(100)]; assert len(s) == 200; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_serve_reports_the_count_after_native_tasks():
+    """A worker's native wait runs native tasks itself and must hand back the count it reached:
+    the worker once compared an idle return with its old count, took it for a Python task and ran
+    the task then posted a second time (a hand-off in ~1 of 6 runs of the test above, sleeping)."""
+    a = np.zeros(4, np.int64)
+    block = np.array([a.ctypes.data, 0, 4, 7], np.int64)
+    flags = np.zeros(16, np.int64)
+    flags[1], flags[2], flags[0] = _fill_task.address, block.ctypes.data, 1   # task 1: native
+    what, count = threads._serve(flags.ctypes.data, 0, 0, 0, 8)
+    assert (what, count) == (threads._IDLE, 1) and flags[8] == 1 and (a == 7).all()
+    flags[9] = 1                                                                 # its caller asleep
+    flags[0] = 2
+    assert threads._serve(flags.ctypes.data, 1, 0, 0, 8) == (threads._NATIVE_DONE, 2)
+    flags[1], flags[0] = 0, 3                                                    # task 3: Python
+    assert threads._serve(flags.ctypes.data, 2, 0, 0, 8) == (threads._PYTHON_TASK, 3)
