@@ -89,6 +89,24 @@ def test_encoder_layer_fast_threaded_equals_serial(monkeypatch):
         assert _maxdiff(a, b) < 1e-6
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_encoder_layers_reusing_one_workspace_equal_fresh_arrays(int8):
+    """encoder_forward hands every layer the same `work` dict (its arrays reused, the output
+    ping-ponging between two): four layers in a row give the numbers of four with fresh arrays."""
+    params, cfg = {}, None
+    for i in range(4):
+        layer, cfg = _layer(seed=10 + i)
+        layer = _int8(layer) if int8 else layer
+        params.update({k.replace("layer.0.", f"layer.{i}."): v for k, v in layer.items()})
+    x0 = np.random.default_rng(3).standard_normal((2, 29, 64)).astype(np.float32)
+    fresh, reused, work = x0, x0, {}
+    for i in range(4):
+        fresh, _ = encoder_layer_fast(params, cfg, i, fresh)
+        reused, _ = encoder_layer_fast(params, cfg, i, reused, work=work)
+        assert np.array_equal(fresh, reused), i
+    assert {"qkv", "o", "out0", "out1", "fc1"} <= set(work)
+
+
 @pytest.mark.parametrize("d", [1, 2, 15, 16, 17, 31, 33, 577])
 def test_softmax_row_max_all_widths(d):
     rng = np.random.default_rng(d)

@@ -158,15 +158,15 @@ def init_cache(params, cfg, encoder_hidden_states, max_len):
     # on the encoder's rows quantised once for all layers (quant.int8_encoder, kernels_i8)
     enc_q = quantize_rows(enc.reshape(B * S, -1)) if int8_encoder(params) else None
     cache = KVCache([], [], [], [])
+    # int8: one (B S, D) output array for all 2 x layers projections (at 20 crops each is 47 MB, past
+    # glibc's mmap threshold: a new one would be fresh pages, zero-filled at first touch)
+    t = np.empty((B * S, d.d_model), np.float32) if enc_q is not None else None
     for i in range(d.decoder_layers):
         a = f"{_P}layers.{i}.encoder_attn."
         for name, dst in (("k_proj", cache.cross_k), ("v_proj", cache.cross_v)):
             w, b = params[a + name + ".weight"], params[a + name + ".bias"]
-            if enc_q is not None:
-                t = matmul_i8(enc_q, pack_i8(w.data, w.scale), b).reshape(B, S, -1)
-            else:
-                t = linear(enc, w, b)
-            dst.append(np.ascontiguousarray(_split_heads(t, H)))
+            y = matmul_i8(enc_q, pack_i8(w.data, w.scale), b, out=t) if enc_q is not None else linear(enc, w, b)
+            dst.append(np.ascontiguousarray(_split_heads(y.reshape(B, S, -1), H)))
         cache.self_k.append(np.zeros((B, H, max_len, hd), np.float32))
         cache.self_v.append(np.zeros((B, H, max_len, hd), np.float32))
     return cache
