@@ -32,7 +32,27 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
-Measured 2026-12-02 on a 2-core Intel Xeon VM (Emerald Rapids, AVX-512 VNNI/BF16, AMX; OpenBLAS
+Measured 2026-12-02 on a 2-core AMD EPYC VM (Zen 4: AVX-512 VNNI/BF16, no AMX; OpenBLAS SkylakeX,
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, nothing else running, after the
+vectorised int8 epilogue and the encoder's reused arrays:
+
+    seconds per page              page  detector  recognition  / torch
+    ours float32                 27.79      4.95        22.84     0.70
+    ours bfloat16                28.28      4.92        23.36     0.71
+    ours int8                    28.01      4.90        23.11     0.71
+    ours int8-encoder            15.93      3.97        11.96     0.40
+    ours float32, batch 8        28.21      4.45        23.76     0.71
+    ours bfloat16, batch 32      22.95      4.09        18.86     0.58
+    ours int8, batch 32          25.51      4.79        20.73     0.64
+    ours int8-encoder, batch 32  16.49      4.33        12.16     0.42
+    torch                        39.67      8.71        30.96     1.00
+    ORT float32                  29.91      4.78        25.13     0.75
+    ORT int8                     20.81      4.74        16.07     0.52
+
+(earlier that day, before those two changes: int8-encoder 14.02 / torch 33.66 = 0.42, ORT int8 0.57;
+the peers moved 15-20% between runs.)
+
+Earlier that day on a 2-core Intel Xeon VM (Emerald Rapids, AVX-512 VNNI/BF16, AMX; OpenBLAS
 0.3.31 SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, nothing else
 running (load ~2):
 

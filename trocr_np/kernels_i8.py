@@ -50,7 +50,7 @@ two kernels agree bit for bit (tests/test_kernels_i8.py). Measured, one core of 
 included) 1.5-2.2x the VNNI tile (benchmarks/bench_int8_gemm.py). ONNX Runtime 1.32's MLAS int8
 GEMM (AMX as well, on this CPU) was still 1.4-2x faster in that run on a loaded machine; the
 difference is outside the tile: our per-row quantisation (0.5-0.7 ns a value, ~10-25% of a
-product) and the epilogue.
+product) and the epilogue, which was then still scalar (below; not re-measured with AMX since).
 
 fc1 is applied as the encoder needs it (matmul_i8's act= and quantized=): bias and GELU in the
 epilogue while the tile is in L1 (kernels.gelu32 / relu32, so bias_act_'s numbers), and each finished
