@@ -293,32 +293,24 @@ def _quantize_rows(x, x_bits, u, s, z):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias, act):
-    """out[m:m+rows, n0:n0+nn] = act((tile - z * wsum) * s_x * s_w (+ bias)): the integer sums of
-    one tile, (rows, NR) int32, made float32 (module docstring's last line), then the activation
-    while they are in L1: the numbers bias_act_ would make. One loop per case, each over the tile
-    row's columns with no branch inside, so that LLVM vectorises it (a branch on `act` or a call on
-    a row slice per tile row left it scalar: 3.6 ns an output for fc1 + GELU on the AMD VM)."""
+def _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, act):
+    """out[m:m+rows, n0:n0+nn] = act((tile - z * wsum) * s_x * s_w + bias): the integer sums of one
+    tile, (rows, NR) int32, made float32 (module docstring's last line), then the activation while
+    they are in L1: the numbers bias_act_ would make (no bias: zeros). One loop per activation, with
+    no branch or call inside, so that LLVM vectorises it: with the activation applied afterwards to
+    each tile row's slice (kernels.act_row_) it stayed scalar, 3.6 ns an output for fc1's GELU on
+    the AMD VM (module docstring)."""
     for r in range(rows):
         i, sr, zr = m + r, s_x[m + r], z[m + r]
-        if act == 1 and has_bias:
+        if act == 1:
             for c in range(nn):
                 out[i, n0 + c] = gelu32(_dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]) + bias[n0 + c])
-        elif act == 1:
-            for c in range(nn):
-                out[i, n0 + c] = gelu32(_dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]))
-        elif act == 2 and has_bias:
-            for c in range(nn):
-                out[i, n0 + c] = relu32(_dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]) + bias[n0 + c])
         elif act == 2:
             for c in range(nn):
-                out[i, n0 + c] = relu32(_dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]))
-        elif has_bias:
-            for c in range(nn):
-                out[i, n0 + c] = _dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]) + bias[n0 + c]
+                out[i, n0 + c] = relu32(_dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]) + bias[n0 + c])
         else:
             for c in range(nn):
-                out[i, n0 + c] = _dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c])
+                out[i, n0 + c] = _dq(tile[r, c], zr, wsum[n0 + c], sr, s_w[n0 + c]) + bias[n0 + c]
 
 
 @numba.njit(cache=True, inline="always")
@@ -328,7 +320,7 @@ def _dq(t, zr, ws, sr, sw):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, bits, u2, s2, z2):
+def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, act, out, requant, bits, u2, s2, z2):
     """out (M, N) float32 = act(((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w [+ bias]), with
     `_tile_vnni`. u (M, Kp) uint8, panels (NP, K4, NR, 4) int8 (I8Panels). requant: also quantise
     each finished block of rows (bits: out as int32) into u2, s2, z2 (_quantize_rows) while it is in L2."""
@@ -349,7 +341,7 @@ def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, 
                 else:
                     pad[:rows] = u[m:m + rows]
                     _tile_vnni(tile.ctypes.data, pad.ctypes.data, Kp, panels[jp].ctypes.data, k4)
-                _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, has_bias, act)
+                _epilogue(tile, out, m, rows, n0, nn, s_x, z, wsum, s_w, bias, act)
         if requant:
             _quantize_rows(out[m0:m1], bits[m0:m1], u2[m0:m1], s2[m0:m1], z2[m0:m1])
 
@@ -441,7 +433,7 @@ def _amx_tile_config():
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requant, bits, u2, s2, z2):
+def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, act, out, requant, bits, u2, s2, z2):
     """`_gemm_rows` with `_tile_amx`: blocks of 32 rows (their 32 x Kp activation bytes stay in L1
     while every panel passes) x one panel. Kp a multiple of 64 (KALIGN)."""
     M, Kp = u.shape
@@ -459,13 +451,12 @@ def _gemm_rows_amx(u, s_x, z, panels, wsum, s_w, bias, has_bias, act, out, requa
         for jp in range(panels.shape[0]):
             n0 = jp * NR
             _tile_amx(tile.ctypes.data, a.ctypes.data, Kp, panels[jp].ctypes.data, k64)
-            _epilogue(tile, out, m, rows, n0, min(NR, N - n0), s_x, z, wsum, s_w, bias, has_bias, act)
+            _epilogue(tile, out, m, rows, n0, min(NR, N - n0), s_x, z, wsum, s_w, bias, act)
         if requant:
             _quantize_rows(out[m:m + rows], bits[m:m + rows], u2[m:m + rows], s2[m:m + rows], z2[m:m + rows])
     _amx_release()
 
 
-_NO_BIAS = np.zeros(0, np.float32)
 _NO_QUANT = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros(0, np.int32))
 
 
@@ -527,7 +518,7 @@ def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None, ac
             bias_act_(out, np.zeros(N, np.float32) if bias is None else bias, act)
         return quantize_rows(out) if quantized else out
     xq = xq or quantize_rows(x)
-    b = _NO_BIAS if bias is None else np.asarray(bias, np.float32)
+    b = np.zeros(N, np.float32) if bias is None else np.asarray(bias, np.float32)
     if quantized:
         if not out.flags.c_contiguous:
             raise ValueError("quantized=True needs a C-contiguous out")
@@ -542,6 +533,6 @@ def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None, ac
     def rows(r):
         a, e = r
         q_part = q_args if not quantized else (True,) + tuple(v[a:e] for v in q_args[1:])
-        gemm(xq.u[a:e], xq.s[a:e], xq.z[a:e], w.panels, w.wsum, w.scale, b, bias is not None, code, out[a:e], *q_part)
+        gemm(xq.u[a:e], xq.s[a:e], xq.z[a:e], w.panels, w.wsum, w.scale, b, code, out[a:e], *q_part)
     run_parts(rows, split(M, n_workers()) if M >= 2 * MB else [(0, M)])
     return nq if quantized else out
