@@ -63,18 +63,20 @@ def records(inputs):
     return list(ocr_files(inputs, None, None, PageOptions(detect=OPTIONS.detect, pdf_dpi=72)))
 
 
-def _ctrl_c_default():
-    """In the child before exec: SIGINT back to its default, so that Python installs its Ctrl-C
-    handler. A shell without job control starts background commands with SIGINT ignored, and an
-    ignored signal stays ignored across exec (and Python then leaves it so): a test suite started
-    that way (`nohup ... &`) saw the CLI ignore the interrupt below and run to the end."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def run_cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "trocr_np", "ocr", *map(str, args), *SMALL, "--dpi", "72"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-                            preexec_fn=_ctrl_c_default)
+    # A shell without job control starts background commands with SIGINT ignored, and an ignored
+    # signal stays ignored across fork and exec (a handled one is reset to the default): a suite
+    # started that way (`nohup ... &`) saw the CLI ignore the Ctrl-C sent below and run to the end.
+    # So SIGINT is handled here while the child starts, and the child gets the default.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "trocr_np", "ocr", *map(str, args), *SMALL, "--dpi", "72"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------- the records themselves
