@@ -45,9 +45,8 @@ Measured 2026-12-02 (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 
 --threads 2), 2-core AMD EPYC VM (Zen 4, no AMX), nothing else running: float32 token 38.5 ms, 4-row
 step 63.7 ms; bfloat16 0.55 / 0.47, int8 0.37 / 0.41 of those; beam 4 / greedy 1.34 / 1.25 / 1.27;
 RSS / file 1.18 / 1.30 / 1.42, less the ~177 MB at start 1.05 / 1.09 / 1.12, line freed 1.00 / 1.01
-/ 1.01. The same day on a
-2-core Intel Xeon VM (Emerald Rapids), nothing else running, after the register-tiled
-multi-row kernels and the native one-row hand-offs (trocr_np/kernels_q.py, ocr_base/threads.py):
+/ 1.01. The same day on a 2-core Intel Xeon VM (Emerald Rapids), nothing else running, after the
+register-tiled multi-row kernels and the native one-row hand-offs (trocr_np/kernels_q.py, ocr_base/threads.py):
 float32 token 56.9 ms, 4-row step 91.2 ms; bfloat16 0.73 / 0.58, int8 0.47 / 0.46 of those; beam 4 /
 greedy float32 1.45, bfloat16 1.33, int8 1.34; RSS / file 1.19 / 1.31 / 1.43, less the ~177 MB at
 start 1.05 / 1.09 / 1.13, line freed 1.01 / 1.02 / 1.02. Earlier runs, before those kernels:

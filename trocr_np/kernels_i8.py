@@ -321,7 +321,7 @@ def _dq(t, zr, ws, sr, sw):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gemm_rows(u, s_x, z, panels, wsum, s_w, bias, act, out, requant, bits, u2, s2, z2):
-    """out (M, N) float32 = act(((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w [+ bias]), with
+    """out (M, N) float32 = act(((u - z[:, None]) @ q_w.T) * s_x[:, None] * s_w + bias), with
     `_tile_vnni`. u (M, Kp) uint8, panels (NP, K4, NR, 4) int8 (I8Panels). requant: also quantise
     each finished block of rows (bits: out as int32) into u2, s2, z2 (_quantize_rows) while it is in L2."""
     M, Kp = u.shape
@@ -512,13 +512,13 @@ def matmul_i8(x, w: I8Panels, bias=None, out=None, kernel: str | None = None, ac
     M = x.shape[0]
     if out is None:
         out = np.empty((M, N), np.float32)
+    b = np.zeros(N, np.float32) if bias is None else np.asarray(bias, np.float32)  # both routes add it
     if kernel == "ref" or M == 0 or K == 0:
         out[...] = matmul_i8_ref(x, w.q, w.scale)
         if bias is not None or act is not None:
-            bias_act_(out, np.zeros(N, np.float32) if bias is None else bias, act)
+            bias_act_(out, b, act)
         return quantize_rows(out) if quantized else out
     xq = xq or quantize_rows(x)
-    b = np.zeros(N, np.float32) if bias is None else np.asarray(bias, np.float32)
     if quantized:
         if not out.flags.c_contiguous:
             raise ValueError("quantized=True needs a C-contiguous out")
