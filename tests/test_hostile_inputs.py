@@ -7,7 +7,10 @@ tracemalloc (numpy and the unpickler allocate through it), never with timings.
 import io
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 import zlib
@@ -493,8 +496,30 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(detector_np, "detect", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
     assert main(["detect", "page.png"]) == 130
     assert capsys.readouterr().err == "trocr-np detect: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is handler, "main() leaves the caller's SIGINT handler alone"
+
+
+@pytest.mark.parametrize("how", ["module", "script"])
+@pytest.mark.parametrize("where", ["code", "exec"])
+def test_interrupted_program_dies_of_sigint(where, how, tmp_path):
+    # The program: after Ctrl-C, the one line, then death by SIGINT (shells report 130, and a shell
+    # loop stops), wherever the KeyboardInterrupt was raised and however it is started (`python -m`,
+    # or a file like the console script). A plain `return 130` exited 130, except under `python -m`
+    # when the KeyboardInterrupt had passed out of an exec of a string (as in Numba's and
+    # dataclasses' generated code): then CPython died of SIGINT, so the status hung on where Ctrl-C landed.
+    raise_it = "raise KeyboardInterrupt" if where == "code" else "exec('raise KeyboardInterrupt')"
+    (tmp_path / "child.py").write_text(
+        "import sys, detector_np\nfrom trocr_np import cli\n"
+        f"def interrupted(*a, **k):\n    {raise_it}\n"
+        "detector_np.detect = interrupted\nsys.argv = ['trocr-np', 'detect', 'page.png']\ncli.run()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = ["-m", "child"] if how == "module" else [str(tmp_path / "child.py")]
+    p = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])})
+    assert (p.returncode, p.stderr) == (-signal.SIGINT, "trocr-np detect: interrupted\n")
 
 
 # ------------------------------------------------------------------ 16-bit colour PNGs
