@@ -129,6 +129,24 @@ def test_one_row_native_hand_off_equals_serial(kind, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_one_row_chunk_tables_follow_their_matrix(kind, monkeypatch):
+    """The one-row job's chunk table is kept per matrix (kernels_q._chunk_table): a matrix freed and
+    another made in its place (often at the same id) gets its own table, never the old one's
+    addresses, and a freed matrix's table goes with it."""
+    monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0)
+    x = np.random.default_rng(3).standard_normal((1, 300)).astype(np.float32)
+    for n in (700, 65, 700, 1):
+        w = pack(random_weight(n, 300, seed=n), kind)
+        want = x @ dequantize(w).T
+        np.testing.assert_allclose(kernels_q.matmul_packed(x, w), want, rtol=0, atol=TOL)
+        np.testing.assert_array_equal(kernels_q.matmul_packed(x, w), kernels_q.matmul_packed(x, w))
+        key = id(w.data)
+        assert key in kernels_q._CHUNKS
+        del w, want
+        assert key not in kernels_q._CHUNKS
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_kernel_dequantises_exactly(kind):
     """x = identity picks each weight alone: the kernel's float32 value of every stored weight
     must be the reference's exactly. For float16 that is every finite bit pattern, subnormals

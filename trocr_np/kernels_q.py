@@ -92,6 +92,8 @@ Conversions (exact):
 """
 from __future__ import annotations
 
+import weakref
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -472,25 +474,46 @@ def _operands(w, K):
     return data, scale, _KIND[w.kind], ahead
 
 
+_CHUNKS = {}  # id(w.data) -> (weakref to w.data, (CHUNK_BYTES, PREFETCH_BYTES), its chunk table)
+
+
+def _chunk_table(w, K):
+    """The rows of `_matvec_block`'s job for one matrix w (N, K), the output columns cut into chunks
+    of ~CHUNK_BYTES, with x's and out's addresses (fields 1 and 7) left 0; None where w does not
+    fit the layout. Made once per matrix (and setting) and kept while w.data lives: a decode step
+    makes ~75 one-row calls per token, and building the table each time cost as much as a hand-off."""
+    hit, setting = _CHUNKS.get(id(w.data)), (CHUNK_BYTES, PREFETCH_BYTES)
+    if hit is not None and hit[0]() is w.data and hit[1] == setting:
+        return hit[2]
+    data, scale, kind, ahead = _operands(w, K)
+    if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
+        return None
+    N = w.shape[0]
+    step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
+    n0 = np.arange(0, N, step, dtype=np.int64)
+    f = np.empty((len(n0), _FIELDS), np.int64)
+    f[:] = (kind, 0, K, data.ctypes.data, N, scale.ctypes.data, len(scale), 0, 0, 0, ahead)
+    f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
+    key = id(w.data)
+    _CHUNKS[key] = (weakref.ref(w.data, lambda _, key=key: _CHUNKS.pop(key, None)), setting, f)
+    return f
+
+
 def _matvec_job(x, ws, outs):
-    """The job array of `_matvec_block` for x (1, K) times every matrix of ws, each matrix's
-    output columns cut into chunks of ~CHUNK_BYTES; None where a matrix does not fit the layout."""
-    rows = []
-    K = x.shape[1]
-    for w, out in zip(ws, outs):
-        data, scale, kind, ahead = _operands(w, K)
-        if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
-            return None
-        N = w.shape[0]
-        step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
-        n0 = np.arange(0, N, step, dtype=np.int64)
-        f = np.empty((len(n0), _FIELDS), np.int64)
-        f[:] = (kind, x.ctypes.data, K, data.ctypes.data, N, scale.ctypes.data, len(scale),
-                out.ctypes.data, 0, 0, ahead)
-        f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
-        rows.append(f)
-    f = np.concatenate(rows)
-    return np.concatenate([np.array([0, len(f)], np.int64), f.ravel()])
+    """The job array of `_matvec_block` for x (1, K) times every matrix of ws (into outs), from
+    their chunk tables; None where a matrix does not fit the layout."""
+    tables = [_chunk_table(w, x.shape[1]) for w in ws]
+    if any(t is None for t in tables):
+        return None
+    job = np.empty(2 + sum(t.size for t in tables), np.int64)
+    job[:2] = 0, job.size // _FIELDS
+    rows, i = job[2:].reshape(-1, _FIELDS), 0
+    for t, out in zip(tables, outs):
+        r = rows[i:i + len(t)]
+        r[:] = t
+        r[:, 1], r[:, 7] = x.ctypes.data, out.ctypes.data
+        i += len(t)
+    return job
 
 
 def _rows_task(x, w, out):
