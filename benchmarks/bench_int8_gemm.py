@@ -13,6 +13,10 @@ torch and ORT intra-op threads alike.
 
 Needs the test extras (torch) and the bench extra (onnxruntime, onnx) for the peers.
 
+Measured 2026-12-03 (2-core Intel Xeon VM, family 6 model 167, AMX), 1 thread, GMAC/s for 768->768 /
+768->3072 / 3072->768: ours with AMX 387 / 383 / 521 (VNNI 227 / 238 / 256; fc1 with GELU and fc2's
+quantisation 246), ONNX Runtime int8 422 / 489 / 514, torch int8 188 / 215 / 234, OpenBLAS float32
+70-78: MLAS is still 1.28x ours on the wide fc1 output.
 Measured 2026-12-02 (2-core Intel Xeon VM, Emerald Rapids; see README's speed section for the run),
 and the same day on a 2-core AMD EPYC VM (Zen 4, VNNI, no AMX), 1 thread, GMAC/s for 768->768 /
 768->3072 / 3072->768: ours 173 / 182 / 201 (131 / 133 / 177 before the vectorised epilogue), fc1

@@ -32,6 +32,26 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
+Measured 2026-12-03 on a 2-core Intel Xeon VM (family 6 model 167: AVX-512 VNNI/BF16, AMX; OpenBLAS
+SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2 --work-dir, nothing else
+running (load ~2), one-row jobs from kept chunk tables:
+
+    seconds per page              page  detector  recognition  / torch
+    ours float32                 18.91      3.64        15.27     1.19
+    ours bfloat16                17.17      2.86        14.31     1.08
+    ours int8                    16.60      2.88        13.72     1.04
+    ours int8-encoder            10.41      2.96         7.45     0.65
+    ours float32, batch 8        18.46      2.71        15.75     1.16
+    ours bfloat16, batch 32      14.87      2.60        12.27     0.93
+    ours int8, batch 32          14.56      2.47        12.09     0.91
+    ours int8-encoder, batch 32   8.76      2.57         6.19     0.55
+    torch                        15.92      3.35        12.57     1.00
+    ORT float32                  21.40      3.05        18.35     1.34
+    ORT int8                     15.71      3.33        12.37     0.99
+
+(the two passes differed by up to 48%: int8-encoder 15.35 then 10.41 s, torch 15.92 then 21.60;
+the day before on a VM of this kind: torch 21.42, int8-encoder 9.48 = 0.44.)
+
 Measured 2026-12-02 on a 2-core AMD EPYC VM (Zen 4: AVX-512 VNNI/BF16, no AMX; OpenBLAS SkylakeX,
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2, nothing else running, after the
 vectorised int8 epilogue and the encoder's reused arrays:

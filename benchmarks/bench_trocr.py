@@ -41,6 +41,13 @@ machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
 
+Measured 2026-12-03 (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16
+--threads 2), 2-core Intel Xeon VM (family 6 model 167, AMX; OpenBLAS SkylakeX, both unset), nothing
+else running, four runs, one-row jobs from kept chunk tables in the last three: float32 token
+36.8-42.5 ms, 4-row step 65.5-75.2 ms; bfloat16 0.70-0.76 / 0.55-0.61, int8 0.44-0.47 / 0.49-0.53 of
+those; beam 4 / greedy float32 1.47-1.53, bfloat16 1.26-1.29, int8 1.34-1.45; RSS / file 1.18 / 1.30
+/ 1.42, less the ~177 MB at start 1.05 / 1.09 / 1.12, line freed 1.00 / 1.01 / 1.01. README's speed
+section has why one bfloat16 row stays above 0.6x there.
 Measured 2026-12-02 (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16
 --threads 2), 2-core AMD EPYC VM (Zen 4, no AMX), nothing else running: float32 token 38.5 ms, 4-row
 step 63.7 ms; bfloat16 0.55 / 0.47, int8 0.37 / 0.41 of those; beam 4 / greedy 1.34 / 1.25 / 1.27;
