@@ -131,8 +131,8 @@ def test_one_row_native_hand_off_equals_serial(kind, monkeypatch):
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_row_chunk_tables_follow_their_matrix(kind, monkeypatch):
     """The one-row job's chunk table is kept per matrix (kernels_q._chunk_table): a matrix freed and
-    another made in its place (often at the same id) gets its own table, never the old one's
-    addresses, and a freed matrix's table goes with it."""
+    another made in its place (often at the same id), or one sharing its stored bits under other
+    scales, gets its own table, never the old one's addresses; a freed matrix's table goes with it."""
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0)
     x = np.random.default_rng(3).standard_normal((1, 300)).astype(np.float32)
     for n in (700, 65, 700, 1):
@@ -140,7 +140,11 @@ def test_one_row_chunk_tables_follow_their_matrix(kind, monkeypatch):
         want = x @ dequantize(w).T
         np.testing.assert_allclose(kernels_q.matmul_packed(x, w), want, rtol=0, atol=TOL)
         np.testing.assert_array_equal(kernels_q.matmul_packed(x, w), kernels_q.matmul_packed(x, w))
-        key = id(w.data)
+        if kind == "int8":  # the same stored bits under other scales: a matrix of its own
+            w2 = PackedWeight(w.data, kind, w.scale * np.float32(2))
+            np.testing.assert_array_equal(kernels_q.matmul_packed(x, w2), 2 * kernels_q.matmul_packed(x, w))
+            del w2
+        key = id(w)
         assert key in kernels_q._CHUNKS
         del w, want
         assert key not in kernels_q._CHUNKS

@@ -474,16 +474,16 @@ def _operands(w, K):
     return data, scale, _KIND[w.kind], ahead
 
 
-_CHUNKS = {}  # id(w.data) -> (weakref to w.data, (CHUNK_BYTES, PREFETCH_BYTES), its chunk table)
+_CHUNKS = {}  # id(w) -> (weakref to w, (K, CHUNK_BYTES, PREFETCH_BYTES), w's chunk table)
 
 
 def _chunk_table(w, K):
     """The rows of `_matvec_block`'s job for one matrix w (N, K), the output columns cut into chunks
     of ~CHUNK_BYTES, with x's and out's addresses (fields 1 and 7) left 0; None where w does not
-    fit the layout. Made once per matrix (and setting) and kept while w.data lives: a decode step
-    makes ~75 one-row calls per token, and building the table each time cost as much as a hand-off."""
-    hit, setting = _CHUNKS.get(id(w.data)), (CHUNK_BYTES, PREFETCH_BYTES)
-    if hit is not None and hit[0]() is w.data and hit[1] == setting:
+    fit the layout. Made once per matrix (and setting) and kept while w lives: a decode step makes
+    ~75 one-row calls per token, and building the table each time cost as much as a hand-off."""
+    hit, setting = _CHUNKS.get(id(w)), (K, CHUNK_BYTES, PREFETCH_BYTES)
+    if hit is not None and hit[0]() is w and hit[1] == setting:
         return hit[2]
     data, scale, kind, ahead = _operands(w, K)
     if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
@@ -494,8 +494,8 @@ def _chunk_table(w, K):
     f = np.empty((len(n0), _FIELDS), np.int64)
     f[:] = (kind, 0, K, data.ctypes.data, N, scale.ctypes.data, len(scale), 0, 0, 0, ahead)
     f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
-    key = id(w.data)
-    _CHUNKS[key] = (weakref.ref(w.data, lambda _, key=key: _CHUNKS.pop(key, None)), setting, f)
+    key = id(w)  # the table holds w's addresses (its data and scales): it goes when w does
+    _CHUNKS[key] = (weakref.ref(w, lambda _, key=key: _CHUNKS.pop(key, None)), setting, f)
     return f
 
 
@@ -505,8 +505,9 @@ def _matvec_job(x, ws, outs):
     tables = [_chunk_table(w, x.shape[1]) for w in ws]
     if any(t is None for t in tables):
         return None
-    job = np.empty(2 + sum(t.size for t in tables), np.int64)
-    job[:2] = 0, job.size // _FIELDS
+    n = sum(len(t) for t in tables)
+    job = np.empty(2 + n * _FIELDS, np.int64)
+    job[:2] = 0, n
     rows, i = job[2:].reshape(-1, _FIELDS), 0
     for t, out in zip(tables, outs):
         r = rows[i:i + len(t)]
