@@ -108,20 +108,21 @@ def test_matmul_packed_many_equals_one_by_one(kind, rows, threaded, monkeypatch)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_row_native_hand_off_equals_serial(kind, monkeypatch):
-    """One input row split over the workers as native tasks (ocr_base.threads.run_native), chunks
-    claimed by whichever thread is free, gives the serial one-row kernel's outputs bit for bit, for
+@pytest.mark.parametrize("rows", [1, 4, 7])
+def test_native_hand_off_equals_serial(kind, rows, monkeypatch):
+    """Input rows split over the workers as native tasks (ocr_base.threads.run_native), chunks
+    claimed by whichever thread is free, give the serial kernels' outputs bit for bit, for
     several matrices in one call and many calls."""
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0)
     for k in (257, 1300):
         ws = [pack(random_weight(n, k, seed=n), kind) for n in (1031, 1, 64)]
-        x = np.random.default_rng(k).standard_normal((1, k)).astype(np.float32)
-        monkeypatch.setattr(kernels_q, "ONE_ROW_NATIVE", False)
+        x = np.random.default_rng(k).standard_normal((rows, k)).astype(np.float32)
+        monkeypatch.setattr(kernels_q, "NATIVE", False)
         monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 1 << 60)
         want = kernels_q.matmul_packed_many(x, ws)
-        monkeypatch.setattr(kernels_q, "ONE_ROW_NATIVE", True)
+        monkeypatch.setattr(kernels_q, "NATIVE", True)
         monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0)
-        for chunk in (1, 4096, 1 << 30):  # chunks of one weight row, of a few, one per matrix
+        for chunk in (1, 4096, 1 << 30):  # chunks of one tile block, of a few, one per matrix
             monkeypatch.setattr(kernels_q, "CHUNK_BYTES", chunk)
             for _ in range(20):
                 for got, w in zip(kernels_q.matmul_packed_many(x, ws), want):
@@ -130,7 +131,7 @@ def test_one_row_native_hand_off_equals_serial(kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_row_chunk_tables_follow_their_matrix(kind, monkeypatch):
-    """The one-row job's chunk table is kept per matrix (kernels_q._chunk_table): a matrix freed and
+    """A job's chunk table is kept per matrix (kernels_q._chunk_table): a matrix freed and
     another made in its place (often at the same id), or one sharing its stored bits under other
     scales, gets its own table, never the old one's addresses; a freed matrix's table goes with it."""
     monkeypatch.setattr(kernels_q, "PARALLEL_MIN_BYTES", 0)

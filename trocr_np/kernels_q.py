@@ -16,8 +16,8 @@ whole-model ratios). On that AMD VM software prefetch did not help further.
 
 On an Intel Xeon VM (Sapphire Rapids class, 2026-12-02, shared: load 2-4) it does: there one core's
 demand misses alone streamed a packed matrix at only ~6-8 GB/s (OpenBLAS's 1-thread sgemv: ~15),
-so each row is read with the row PREFETCH_BYTES (16 KB) further on prefetched (`prefetcht2`,
-kernels.prefetch), 1 thread, 4096 x 1024 out of cache: bf16 6.4 -> 9.5 GB/s, int8 5.6 -> 7.8;
+so each row was read with the row 16 KB further on prefetched (`prefetcht2`, kernels.prefetch;
+now spread over the loop, below), 1 thread, 4096 x 1024 out of cache: bf16 6.4 -> 9.5 GB/s, int8 5.6 -> 7.8;
 whole decode steps of the base model, 1 thread: bf16/f32 per token 0.84 -> 0.61, int8 0.66 -> 0.40.
 The loops vectorise to conversions and FMAs with LLVM's four accumulators per sum; on AMD they are
 16-lane AVX-512, but on this Intel CPU LLVM prefers 256-bit vectors (its tuning for the CPU), so
@@ -70,16 +70,24 @@ dequantising it for one BLAS GEMM is cheaper. Measured on one core, the old row 
 64: 237-251 vs 331-397 ms. The tile kernel (Intel VM, load ~3.7): M = 16: 1.3-5.6 vs 7.5-20 ms; M =
 64: 6.5-6.8 vs 10-24 ms, so the switch could move above 64 rows (not measured further).
 The output columns are split over the worker threads (ocr_base.threads), also for one row: here
-there is no OpenBLAS sgemv to leave it to. With 2+ rows, one contiguous slice per worker, the first
-on the calling thread (`run_parts`; one hand-off fewer), several matrices of one input in one
-hand-off (`matmul_packed_many`: a layer's q/k/v); a decode step makes ~75 calls per token. With one
-row the hand-off is a native task (ocr_base.threads.run_native: the worker never takes the GIL) and
-the rows go in chunks of CHUNK_BYTES that the caller and the workers claim in turn (`_matvec_block`,
-an atomic counter): a worker whose core another process holds leaves its share to the others
-instead of keeping the caller waiting, and every output is the same float32 whoever computes it.
+there is no OpenBLAS sgemv to leave it to. The hand-off is a native task (ocr_base.threads.run_native:
+the worker never takes the GIL), several matrices of one input in one hand-off (`matmul_packed_many`:
+a layer's q/k/v; a decode step makes ~75 calls per token), the rows in chunks of CHUNK_BYTES (whole
+tile blocks) that the caller and the workers claim in turn (`_packed_block`, an atomic counter): a
+worker whose core another process holds leaves its share to the others instead of keeping the
+caller waiting, and every output is the same float32 whoever computes it. (Where a matrix does not
+fit that layout, one contiguous slice per worker, the first on the calling thread: `run_parts`.)
 The matrices of a base token alone, 1 row, 2 threads, alternating in one process (Intel VM, load
 1.5): bf16 25.2 -> 23.2 ms (18.0 -> 19.6 GB/s), int8 14.5 -> 13.3 (15.7 -> 17.2); chunks of 128 or
-512 KB the same. Whole decode steps, base, 1 row, 2 threads, the old hand-offs (ThreadPoolExecutor,
+512 KB the same then. 2026-12-03 (Intel VM, family 6 model 167, load < 1), the same 97 matrices:
+the one-row kernel's prefetch moved from a burst per row (each row's 16-32 lines at once, 16 KB
+ahead) into the dot loop, one `prefetcht2` beside each 64-byte line's load, PREFETCH_BYTES (6 KB)
+on, as the tile kernel does: bf16 21.6 -> 18.9 ms at 16 KB ahead, 17.0-18.0 at 4-6 KB (32 KB: 20.0;
+prefetcht0 instead: 20.6-20.9; no locality hint: 43), int8 11.2 -> 9.6; with that, chunks of 512
+KB instead of 128 pay (a worker's stream restarts less often): bf16 16.8 -> 15.9, int8 8.6 -> 7.9
+(256 KB between, 1-2 MB worse). So one row reads ~29 GB/s, float32 sgemv's bandwidth (its 910 MB
+in 31 ms). The 2+ row calls went from `run_parts` to the same native chunks: 4 rows bf16 27.0 ->
+24.3 ms, int8 18.6 -> 15.4; 16 rows 57.9 -> 55.5 and 48.4 -> 44.6. Whole decode steps, base, 1 row, 2 threads, the old hand-offs (ThreadPoolExecutor,
 static halves) against these, alternating in one process: per token (minimum of 36-45 steps) bf16
 35.5 -> 33.9 ms, int8 26.2 -> 23.2 (load 0.1-0.5; float32 43.2), and bf16 33.5 -> 33.1, int8 23.5 ->
 20.8 (load 1.5; float32 39.9); ocr_base/threads.py has the hand-offs alone and under load.
@@ -103,14 +111,15 @@ from numba.extending import intrinsic
 
 from ocr_base.threads import _void_ptr, n_workers, run_native, run_parts, split
 
-from .kernels import _int32_bits_as_float32, prefetch_row
+from .kernels import _int32_bits_as_float32
 from .quant import dequantize
 
 SMALL_ROWS = 64               # up to this many input rows the kernel streams the packed weights
 PARALLEL_MIN_BYTES = 1 << 20  # packed bytes above which the output columns are split over the workers
-PREFETCH_BYTES = 16 << 10     # how far ahead of the row being read the kernel prefetches (0: not at all)
+PREFETCH_BYTES = 6 << 10      # how far ahead of the row being read the kernel prefetches (0: not at all)
 TILE_KC, TILE_RB = 1024, 16  # 2+ input rows: blocks of 16 weight rows, taken 1024 columns at a time
-ONE_ROW_NATIVE = True         # one input row: hand the slices off as native tasks (ocr_base.threads.run_native)
+NATIVE = True                 # hand the chunks off as native tasks (ocr_base.threads.run_native)
+TILE_AHEAD = 4                # 2+ rows, K in one slice: prefetch at least this many weight rows ahead
 _KIND = {"bfloat16": 0, "float16": 1, "int8": 2}
 _NO_SCALE = np.ones(1, np.float32)
 
@@ -162,13 +171,15 @@ def _dot_v16(kind):
     latency; the lanes are summed pairwise at the end. Generic IR: a CPU without AVX-512 gets it
     as 8-lane halves."""
     @intrinsic
-    def dot(typingctx, x_addr, w_addr, n):
-        sig = types.float32(types.intp, types.intp, types.intp)
+    def dot(typingctx, x_addr, w_addr, n, pf_off):
+        sig = types.float32(types.intp, types.intp, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            xa, wa, nb = args
-            intp, i32, f32 = xa.type, ir.IntType(32), ir.FloatType()
+            xa, wa, nb, pf = args
+            intp, i8p, i32, f32 = xa.type, ir.IntType(8).as_pointer(), ir.IntType(32), ir.FloatType()
             vf, vw, width, fma = _ir_vectors(builder, kind, V)
+            pfn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(),
+                                                                                           [i8p, i32, i32, i32]))
             const = lambda v: ir.Constant(intp, v)  # noqa: E731
             entry, loop, done = builder.block, builder.append_basic_block("dot.k"), builder.append_basic_block("dot.end")
             builder.branch(loop)  # n >= 1
@@ -182,8 +193,11 @@ def _dot_v16(kind):
             for j in range(4):
                 k = builder.add(builder.mul(b, const(4 * V)), const(j * V))
                 xv = builder.load(builder.inttoptr(builder.add(xa, builder.mul(k, const(4))), vf.as_pointer()), align=4)
-                wv = builder.load(builder.inttoptr(builder.add(wa, builder.mul(k, const(width))), vw.as_pointer()),
-                                  align=1)
+                wad = builder.add(wa, builder.mul(k, const(width)))
+                if j * V * width % 64 == 0:  # one prefetch per 64-byte line: read, locality 1 (prefetcht2), data
+                    hint = [ir.Constant(i32, v) for v in (0, 1, 1)]
+                    builder.call(pfn, [builder.inttoptr(builder.add(wad, pf), i8p)] + hint)
+                wv = builder.load(builder.inttoptr(wad, vw.as_pointer()), align=1)
                 if kind == "bfloat16":   # the bits are a float32's top half
                     v32 = ir.VectorType(i32, V)
                     wf = builder.bitcast(builder.shl(builder.zext(wv, v32), ir.Constant(v32, [16] * V)), vf)
@@ -221,16 +235,16 @@ def _matvec_packed(x, data, scale, kind, out, n0, n1, ahead):
     xa = x.ctypes.data
     for n in range(n0, n1):
         w = data[n]
-        if ahead > 0 and n + ahead < data.shape[0]:  # also past n1: the next chunk (a dynamic split)
-            prefetch_row(data[n + ahead])
+        # the weights `ahead` rows on (also past n1: the next chunk of a dynamic split), 0: the same line
+        pf = ahead * K * data.itemsize if ahead > 0 and n + ahead < data.shape[0] else 0
         s = np.float32(0.0)
         if nb > 0:
             if kind == 0:
-                s = _dot_bf16(xa, w.ctypes.data, nb)
+                s = _dot_bf16(xa, w.ctypes.data, nb, pf)
             elif kind == 1:
-                s = _dot_f16(xa, w.ctypes.data, nb)
+                s = _dot_f16(xa, w.ctypes.data, nb, pf)
             else:
-                s = _dot_i8(xa, w.ctypes.data, nb)
+                s = _dot_i8(xa, w.ctypes.data, nb, pf)
         for k in range(tail, K):
             s += x[0, k] * _weight(w, k, kind)
         out[0, n] = s * (scale[n] if kind == 2 else np.float32(1.0))
@@ -422,8 +436,8 @@ def _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, kc, rb, ahead, gmax)
                 out[m, nb0 + i] = tot[m, i] * sc
 
 
-_FIELDS = 11  # a one-row chunk: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead
-CHUNK_BYTES = 128 << 10  # one row: the workers take the weight rows this many packed bytes at a time
+_FIELDS = 12  # a chunk of a job: kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead, M
+CHUNK_BYTES = 512 << 10  # the workers take the weight rows this many packed bytes at a time
 
 
 @intrinsic
@@ -436,10 +450,20 @@ def _claim(typingctx, addr):
 
 
 @numba.njit(cache=True, nogil=True)
-def _matvec_block(job):
-    """`_matvec_packed` over the chunks of a one-row call, described by addresses: job = [claimed,
-    count, (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead) * count], int64 (x (1, K)
-    float32, data (N, K) uint16 or int8, out (1, N) float32, all C-contiguous). Every thread that
+def _rows_kernel(x, data, scale, kind, out, n0, n1, ahead):
+    """out[:, n0:n1] for x (M, K), M <= SMALL_ROWS: the one-row kernel or the register tiles."""
+    if x.shape[0] == 1:
+        _matvec_packed(x, data, scale, kind, out, n0, n1, ahead)
+    else:  # prefetch at least the next block where K is taken in slices
+        ahead = max(ahead, TILE_RB if x.shape[1] > TILE_KC else TILE_AHEAD) if ahead > 0 else 0
+        _matmul_tiles_packed(x, data, scale, kind, out, n0, n1, TILE_KC, TILE_RB, ahead, TILE_ROWS)
+
+
+@numba.njit(cache=True, nogil=True)
+def _packed_block(job):
+    """`_rows_kernel` over the chunks of a call, described by addresses: job = [claimed, count,
+    (kind, x, K, data, N, scale, len(scale), out, n0, n1, ahead, M) * count], int64 (x (M, K)
+    float32, data (N, K) uint16 or int8, out (M, N) float32, all C-contiguous). Every thread that
     runs it takes the next unclaimed chunk until none is left, so a worker that starts late (its
     core taken by another process) leaves its share to the others instead of holding them up."""
     while True:
@@ -447,22 +471,22 @@ def _matvec_block(job):
         if j >= job[1]:
             return
         f = job[2 + j * _FIELDS:2 + (j + 1) * _FIELDS]
-        kind, K, N = f[0], f[2], f[4]
-        x = numba.carray(_void_ptr(f[1]), (1, K), np.float32)
+        kind, K, N, M = f[0], f[2], f[4], f[11]
+        x = numba.carray(_void_ptr(f[1]), (M, K), np.float32)
         scale = numba.carray(_void_ptr(f[5]), (f[6],), np.float32)
-        out = numba.carray(_void_ptr(f[7]), (1, N), np.float32)
+        out = numba.carray(_void_ptr(f[7]), (M, N), np.float32)
         if kind == 2:
-            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.int8), scale, kind, out, f[8], f[9], f[10])
+            _rows_kernel(x, numba.carray(_void_ptr(f[3]), (N, K), np.int8), scale, kind, out, f[8], f[9], f[10])
         else:
-            _matvec_packed(x, numba.carray(_void_ptr(f[3]), (N, K), np.uint16), scale, kind, out, f[8], f[9], f[10])
+            _rows_kernel(x, numba.carray(_void_ptr(f[3]), (N, K), np.uint16), scale, kind, out, f[8], f[9], f[10])
 
 
 @numba.cfunc(types.void(types.intp), cache=True)
-def _matvec_task(addr):
-    """_matvec_block of the job at addr, as a C function: what a worker runs without the GIL
+def _packed_task(addr):
+    """_packed_block of the job at addr, as a C function: what a worker runs without the GIL
     (ocr_base.threads.run_native)."""
     n = numba.carray(_void_ptr(addr), (2,), np.int64)[1]
-    _matvec_block(numba.carray(_void_ptr(addr), (2 + n * _FIELDS,), np.int64))
+    _packed_block(numba.carray(_void_ptr(addr), (2 + n * _FIELDS,), np.int64))
 
 
 def _operands(w, K):
@@ -478,10 +502,11 @@ _CHUNKS = {}  # id(w) -> (weakref to w, (K, CHUNK_BYTES, PREFETCH_BYTES), w's ch
 
 
 def _chunk_table(w, K):
-    """The rows of `_matvec_block`'s job for one matrix w (N, K), the output columns cut into chunks
-    of ~CHUNK_BYTES, with x's and out's addresses (fields 1 and 7) left 0; None where w does not
-    fit the layout. Made once per matrix (and setting) and kept while w lives: a decode step makes
-    ~75 one-row calls per token, and building the table each time cost as much as a hand-off."""
+    """The rows of `_packed_block`'s job for one matrix w (N, K), the output columns cut into chunks
+    of ~CHUNK_BYTES (whole tile blocks), with x's and out's addresses and M (fields 1, 7, 11) left 0;
+    None where w does not fit the layout. Made once per matrix (and setting) and kept while w lives:
+    a decode step makes ~75 calls per token, and building the table each time cost as much as a
+    hand-off."""
     hit, setting = _CHUNKS.get(id(w)), (K, CHUNK_BYTES, PREFETCH_BYTES)
     if hit is not None and hit[0]() is w and hit[1] == setting:
         return hit[2]
@@ -489,18 +514,18 @@ def _chunk_table(w, K):
     if not (data.flags.c_contiguous and data.dtype in (np.uint16, np.int8)):
         return None
     N = w.shape[0]
-    step = max(1, CHUNK_BYTES // max(1, K * data.itemsize))
+    step = -(-max(1, CHUNK_BYTES // max(1, K * data.itemsize)) // TILE_RB) * TILE_RB
     n0 = np.arange(0, N, step, dtype=np.int64)
     f = np.empty((len(n0), _FIELDS), np.int64)
-    f[:] = (kind, 0, K, data.ctypes.data, N, scale.ctypes.data, len(scale), 0, 0, 0, ahead)
+    f[:] = (kind, 0, K, data.ctypes.data, N, scale.ctypes.data, len(scale), 0, 0, 0, ahead, 0)
     f[:, 8], f[:, 9] = n0, np.minimum(n0 + step, N)
     key = id(w)  # the table holds w's addresses (its data and scales): it goes when w does
     _CHUNKS[key] = (weakref.ref(w, lambda _, key=key: _CHUNKS.pop(key, None)), setting, f)
     return f
 
 
-def _matvec_job(x, ws, outs):
-    """The job array of `_matvec_block` for x (1, K) times every matrix of ws (into outs), from
+def _packed_job(x, ws, outs):
+    """The job array of `_packed_block` for x (M, K) times every matrix of ws (into outs), from
     their chunk tables; None where a matrix does not fit the layout."""
     tables = [_chunk_table(w, x.shape[1]) for w in ws]
     if any(t is None for t in tables):
@@ -512,19 +537,15 @@ def _matvec_job(x, ws, outs):
     for t, out in zip(tables, outs):
         r = rows[i:i + len(t)]
         r[:] = t
-        r[:, 1], r[:, 7] = x.ctypes.data, out.ctypes.data
+        r[:, 1], r[:, 7], r[:, 11] = x.ctypes.data, out.ctypes.data, x.shape[0]
         i += len(t)
     return job
 
 
 def _rows_task(x, w, out):
     """fn(r0, r1): out[:, r0:r1] = x @ dequantize(w[r0:r1]).T, for one packed matrix and x (M, K)."""
-    M, K = x.shape
-    data, scale, kind, ahead = _operands(w, K)
-    if M == 1:
-        return lambda r0, r1: _matvec_packed(x, data, scale, kind, out, r0, r1, ahead)
-    ahead = max(ahead, TILE_RB) if ahead else 0  # at least the next block (it takes K in slices)
-    return lambda r0, r1: _matmul_tiles_packed(x, data, scale, kind, out, r0, r1, TILE_KC, TILE_RB, ahead, TILE_ROWS)
+    data, scale, kind, ahead = _operands(w, x.shape[1])
+    return lambda r0, r1: _rows_kernel(x, data, scale, kind, out, r0, r1, ahead)
 
 
 def matmul_packed_many(x, ws):
@@ -537,10 +558,10 @@ def matmul_packed_many(x, ws):
     x = np.ascontiguousarray(x, np.float32)
     outs = [np.empty((M, w.shape[0]), np.float32) for w in ws]
     parts = n_workers() if sum(w.nbytes for w in ws) >= PARALLEL_MIN_BYTES else 1  # one part: run here
-    if M == 1 and parts > 1 and ONE_ROW_NATIVE:
-        job = _matvec_job(x, ws, outs)
+    if parts > 1 and NATIVE:
+        job = _packed_job(x, ws, outs)
         if job is not None:  # the workers take chunks in native code, without the GIL
-            run_native(_matvec_task.address, _matvec_block, [job] * parts)
+            run_native(_packed_task.address, _packed_block, [job] * parts)
             return outs
     tasks = [(_rows_task(x, w, out), split(w.shape[0], parts)) for w, out in zip(ws, outs)]
 
