@@ -376,8 +376,9 @@ def test_batch_equals_one_image_at_a_time(mixed, num_beams):
 
 
 def test_drop_rows_keeps_each_surviving_row(mixed):
-    """decoder.drop_rows: new row k holds old row order[k] (self K/V up to the filled length, cross K/V),
-    order is a permutation of the kept rows, and only a prefix view of each buffer remains."""
+    """decoder.drop_rows: new row k holds old row order[k] (self K/V up to the filled length) and reads
+    its cross K/V (cache.cross_rows, no copy), order is a permutation of the kept rows, and only a
+    prefix view of each self K/V buffer remains; a second drop composes with the first."""
     from trocr_np.decoder import drop_rows, init_cache
     _, ours, _ = mixed
     rng = np.random.default_rng(0)
@@ -394,5 +395,13 @@ def test_drop_rows_keeps_each_surviving_row(mixed):
     for lst, old in zip((cache.self_k, cache.self_v, cache.cross_k, cache.cross_v), before):
         assert len(lst) == d.decoder_layers
         for t, o in zip(lst, old):
-            assert t.shape[0] == 3 and t.flags.c_contiguous
-            np.testing.assert_array_equal(t[:, :, :3], o[order][:, :, :3])
+            if lst is cache.self_k or lst is cache.self_v:
+                assert t.shape[0] == 3 and t.flags.c_contiguous
+                np.testing.assert_array_equal(t[:, :, :3], o[order][:, :, :3])
+            else:
+                assert t.shape[0] == 6  # not copied: remapped
+                np.testing.assert_array_equal(t[cache.cross_rows], o[order])
+    order2 = drop_rows(cache, np.array([0, 2]))
+    np.testing.assert_array_equal(cache.cross_rows, order[order2])
+    for t, o in zip(cache.cross_v, before[3]):
+        np.testing.assert_array_equal(t[cache.cross_rows], o[order[order2]])

@@ -216,6 +216,26 @@ def test_attend_one_native_hand_off_equals_serial(monkeypatch):
         assert np.array_equal(o, o0) and np.array_equal(p, p0)
 
 
+@pytest.mark.parametrize("split", ["serial", "python", "native"])
+def test_attend_one_shared_rows_equal_copied_rows(split, monkeypatch):
+    """rows=: batch rows reading other rows' K/V (the beams of one image, KVCache.cross_rows) give,
+    bit for bit, what the same K/V copied per row give, serially and split over the workers (the
+    pairs then go in (K/V row, head, row) order), and match the reference."""
+    monkeypatch.setattr(kernels, "ATTEND_PARALLEL_MIN_BYTES", 1 << 60 if split == "serial" else 0)
+    monkeypatch.setattr(kernels, "ATTEND_NATIVE_MIN_BYTES", 0 if split == "native" else 1 << 60)
+    rng = np.random.default_rng(24)
+    k, v = rng.standard_normal((2, 3, 5, 40, 16)).astype(np.float32)
+    for rows in ([0, 0, 0, 1, 1, 1], [2, 0, 2, 1], [1], [0, 1, 2]):
+        rows = np.array(rows)
+        q = rng.standard_normal((len(rows), 5, 16)).astype(np.float32)
+        for n in (1, 9, 40):
+            o, p = kernels.attend_one(q, k, v, n, rows=rows)
+            o1, p1 = kernels.attend_one(q, np.ascontiguousarray(k[rows]), np.ascontiguousarray(v[rows]), n)
+            assert np.array_equal(o, o1) and np.array_equal(p, p1)
+            o_ref, p_ref = kernels.attend_one_ref(q, k[rows], v[rows], n)
+            assert _maxdiff(o, o_ref) < TOL and _maxdiff(p, p_ref) < 1e-6
+
+
 @pytest.mark.parametrize("threaded", [True, False])
 def test_attend_one_prefetch_changes_nothing(threaded, monkeypatch):
     """The K/V prefetch hints (ahead of the keys, into the values, into the next head) move only

@@ -256,7 +256,8 @@ def test_reorder_cache(built):
     c = init_cache(params, cfg, enc, 8)
     decoder_forward(params, cfg, ids[:, :5], c)
     reorder_cache(c, np.repeat(np.arange(3), 2))
-    assert c.self_k[0].shape[0] == 6 and c.cross_v[-1].shape[0] == 6
+    assert c.self_k[0].shape[0] == 6 and c.cross_v[-1].shape[0] == 3  # the beams share their image's cross K/V
+    assert c.cross_rows.tolist() == [0, 0, 1, 1, 2, 2]
     got = decoder_forward(params, cfg, np.repeat(ids[:, 5:6], 2, axis=0), c)
     assert _maxdiff(got[::2], decoder_forward(params, cfg, ids, init_cache(params, cfg, enc, 8))[:, 5:6]) < TOL
 

@@ -41,17 +41,28 @@ _P = "decoder.model.decoder."
 
 @dataclass
 class KVCache:
-    """Per layer: self_k/self_v (B, H, T_max, hd), cross_k/cross_v (B, H, S, hd).
-    Rows [0, length) of self_k/self_v are filled."""
+    """Per layer: self_k/self_v (B, H, T_max, hd), cross_k/cross_v (B_img, H, S, hd).
+    Rows [0, length) of self_k/self_v are filled. cross_rows (B,): the cross K/V row that each
+    batch row attends to (None: its own, B_img = B). The cross K/V depend on the image alone, so
+    the beams of one image share one copy: a beam search neither copies them per beam (4 beams
+    of a base line: 170 MB) nor reads them once per beam at every step, and reordering or
+    dropping rows only remaps them."""
     self_k: list
     self_v: list
     cross_k: list
     cross_v: list
     length: int = 0
+    cross_rows: np.ndarray | None = None
 
     @property
     def max_len(self) -> int:
         return self.self_k[0].shape[2] if self.self_k else 0
+
+    def cross_index(self) -> np.ndarray:
+        """(B,) int64: the cross K/V row of each batch row."""
+        if self.cross_rows is not None:
+            return self.cross_rows
+        return np.arange(self.self_k[0].shape[0] if self.self_k else 0, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=8)
@@ -200,13 +211,15 @@ def decoder_layer(params, cfg, i, x, cache, output_attentions=False):
     # cross-attention over the encoder states (K/V precomputed), no mask
     a = p + "encoder_attn."
     q = linear(x, params[a + "q_proj.weight"], params[a + "q_proj.bias"]) * scale
-    ck, cv = cache.cross_k[i], cache.cross_v[i]
+    ck, cv, rows = cache.cross_k[i], cache.cross_v[i], cache.cross_rows
     if T == 1:
         # 8/16-bit weights: no OpenBLAS threads left spinning from a sgemv, so a split pays sooner
         o, probs = attend_one(q.reshape(B, H, hd), ck, cv, ck.shape[2],
-                              no_blas=isinstance(params[a + "q_proj.weight"], PackedWeight))
+                              no_blas=isinstance(params[a + "q_proj.weight"], PackedWeight), rows=rows)
         o, probs = o.reshape(B, 1, D), probs[:, :, None, :]
     else:
+        if rows is not None:  # each row's own image's K/V (a copy: prompts only)
+            ck, cv = ck[rows], cv[rows]
         o, probs = attention(_split_heads(q, H), ck, cv)
         o = _merge_heads(o)
     x = layer_norm(x + linear(o, params[a + "out_proj.weight"], params[a + "out_proj.bias"]),
@@ -253,35 +266,34 @@ def decoder_forward(params, cfg, input_ids, cache, output_attentions=False):
     return (logits, cross) if output_attentions else logits
 
 
-def reorder_cache(cache, index, cross=True):
-    """In place: batch row b of every cache tensor <- row index[b] (beam search).
+def reorder_cache(cache, index):
+    """In place: batch row b of the cache <- row index[b] (beam search; expanding images to beams).
 
-    cross=False leaves the cross-attention K/V as they are: right when every index[b] is a row
-    computed from the same image as row b (beams of one image), since those rows are equal. Only
-    the filled positions [0, length) of the self-attention K/V are copied when the batch keeps its
-    size: beam search reorders every step, and the whole preallocated cache is mostly empty."""
+    The self-attention K/V are copied, only their filled positions [0, length) when the batch keeps
+    its size (beam search reorders every step, and the preallocated cache is mostly empty); the
+    cross-attention K/V stay where they are, row b now reading row index[b]'s (`cross_rows`)."""
     index = np.asarray(index, dtype=np.int64)
-    n = cache.length
-    for lst in (cache.self_k, cache.self_v) + ((cache.cross_k, cache.cross_v) if cross else ()):
+    rows, n = cache.cross_index(), cache.length
+    for lst in (cache.self_k, cache.self_v):
         for j, t in enumerate(lst):
             if len(index) != t.shape[0]:  # the batch changes size (e.g. expanding images to beams)
                 lst[j] = np.ascontiguousarray(t[index])
-            elif lst is cache.self_k or lst is cache.self_v:
-                t[:, :, :n] = t[index, :, :n]  # keep the same (contiguous) buffer
             else:
-                t[...] = t[index]
+                t[:, :, :n] = t[index, :, :n]  # keep the same (contiguous) buffer
+    cache.cross_rows = rows[index]
 
 
 def drop_rows(cache, keep):
-    """In place: keep only the batch rows `keep` (sorted) of every cache tensor; returns `order`
+    """In place: keep only the batch rows `keep` (sorted) of the cache; returns `order`
     (len(keep),), the old row now at each new row.
 
     Rows that leave (finished lines) stop costing anything in later steps. Rather than gather the
-    survivors into new arrays (a copy of every surviving row, cross K/V included, at each finish),
-    the survivors beyond the new batch size move into the slots that emptied below it, and each
-    tensor becomes a view of its first len(keep) rows: only the moved rows are copied. When `keep`
-    is a union of whole groups of rows (an image's beams, aligned), the groups stay whole and in
-    order, since the holes and the movers are then both whole groups, sorted."""
+    survivors into new arrays (a copy of every surviving row at each finish), the survivors beyond
+    the new batch size move into the self-attention slots that emptied below it, and each of those
+    tensors becomes a view of its first len(keep) rows: only the moved rows are copied. The cross
+    K/V are not copied at all: the new rows read their old rows' (`cross_rows`). When `keep` is a
+    union of whole groups of rows (an image's beams, aligned), the groups stay whole and in order,
+    since the holes and the movers are then both whole groups, sorted."""
     keep = np.asarray(keep, dtype=np.int64)
     n = len(keep)
     order = np.arange(n)
@@ -289,13 +301,11 @@ def drop_rows(cache, keep):
     holes = np.setdiff1d(order, keep[held])              # emptied slots below n (sorted)
     movers = keep[~held]                                 # survivors from n on (sorted)
     order[holes] = movers
-    m = cache.length
-    for lst in (cache.self_k, cache.self_v, cache.cross_k, cache.cross_v):
+    rows, m = cache.cross_index(), cache.length
+    for lst in (cache.self_k, cache.self_v):
         for j, t in enumerate(lst):
             if len(movers):
-                if lst is cache.self_k or lst is cache.self_v:
-                    t[holes, :, :m] = t[movers, :, :m]
-                else:
-                    t[holes] = t[movers]
+                t[holes, :, :m] = t[movers, :, :m]
             lst[j] = t[:n]
+    cache.cross_rows = rows[order]
     return order

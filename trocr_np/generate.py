@@ -323,8 +323,8 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
     K = max(2, 1 + len(eos)) * nb                       # candidates kept per step
     top_nb = np.arange(K) < nb                          # only these may finish at this step
 
-    # cross K/V are computed once per image, then each image's rows are copied per beam (image-major,
-    # like HF's expanded batch)
+    # cross K/V are computed once per image and shared by its beams (KVCache.cross_rows); the batch
+    # is image-major, like HF's expanded one
     cache = init_cache(params, cfg, encoder_hidden_states, L)
     reorder_cache(cache, np.repeat(np.arange(B), nb))
     pad = o.pad_token_id if o.pad_token_id != -1 else None
@@ -396,8 +396,8 @@ def beam_search(params, cfg, encoder_hidden_states, o: GenerationOptions) -> Gen
         if output_attentions:
             fin_att = _gather(np.concatenate([fin_att, cand_att], axis=1), best)
 
-        # g. the cache follows the surviving beams (each within its own image: cross K/V stay)
-        reorder_cache(cache, run_bidx[:, :, cur - 1].reshape(B * nb), cross=False)
+        # g. the cache follows the surviving beams (each within its own image: the same cross K/V)
+        reorder_cache(cache, run_bidx[:, :, cur - 1].reshape(B * nb))
         cur += 1
         best_len = (L - 1) if (early == "never" and lp_pow > 0.0) else (cur - 1)
         best_possible = run_scores[:, :1] / np.float32(best_len ** lp_pow)

@@ -377,20 +377,22 @@ def matmul_wt(x, w):
 
 
 @numba.njit(cache=True, fastmath=_REDUCE_FM, error_model="numpy", nogil=True)
-def _attend_one(q, k, v, n, out, probs, r0, r1, ahead):
-    """(batch, head) pairs r0 .. r1-1 of the flattened B*H, each on its own: scores, softmax,
-    weighted sum of the values. ahead > 0: the key/value row `ahead` rows on in the order they
-    are read (this pair's keys, its values, the next pair's keys) is prefetched."""
+def _attend_one(q, k, v, n, out, probs, r0, r1, ahead, kv_row, order):
+    """(batch, head) pairs order[r0 .. r1-1] of the flattened B*H, each on its own: scores,
+    softmax, weighted sum of the values; batch row b reads K/V row kv_row[b]. ahead > 0: the
+    key/value row `ahead` rows on in the order they are read (this pair's keys, its values, the
+    next pair's keys) is prefetched."""
     B, H, hd = q.shape
     acc = np.empty(hd, np.float32)  # a private accumulator LLVM can keep in registers
     for r in range(r0, r1):
-        bi = r // H
-        h = r % H
+        bi = order[r] // H
+        h = order[r] % H
         qv = q[bi, h]
-        kk = k[bi, h]
-        vv = v[bi, h]
+        kk = k[kv_row[bi], h]
+        vv = v[kv_row[bi], h]
         pr = probs[bi, h]
-        nk = k[(r + 1) // H, (r + 1) % H] if r + 1 < r1 else kk  # the next pair's keys
+        nxt = order[r + 1] if r + 1 < r1 else order[r]
+        nk = k[kv_row[nxt // H], nxt % H]  # the next pair's keys
         m = np.float32(-np.inf)
         for t in range(n):
             if ahead > 0:
@@ -432,23 +434,26 @@ ATTEND_PREFETCH_BYTES = 8 << 10      # how far ahead the K/V rows are prefetched
 @numba.njit(cache=True, nogil=True)
 def _attend_block(b):
     """`_attend_one` described by addresses: b = [q, B, H, hd, k, v, T_max, n, out, probs, r0, r1,
-    ahead], int64 (q/out (B, H, hd), k/v (B, H, T_max, hd), probs (B, H, n) float32, C-contiguous)."""
+    ahead, B_kv, kv_row, order], int64 (q/out (B, H, hd), k/v (B_kv, H, T_max, hd), probs (B, H, n)
+    float32, kv_row (B,) and order (B H,) int64, C-contiguous)."""
     B, H, hd, T = b[1], b[2], b[3], b[6]
     q = numba.carray(_void_ptr(b[0]), (B, H, hd), np.float32)
-    k = numba.carray(_void_ptr(b[4]), (B, H, T, hd), np.float32)
-    v = numba.carray(_void_ptr(b[5]), (B, H, T, hd), np.float32)
+    k = numba.carray(_void_ptr(b[4]), (b[13], H, T, hd), np.float32)
+    v = numba.carray(_void_ptr(b[5]), (b[13], H, T, hd), np.float32)
     out = numba.carray(_void_ptr(b[8]), (B, H, hd), np.float32)
     probs = numba.carray(_void_ptr(b[9]), (B, H, b[7]), np.float32)
-    _attend_one(q, k, v, b[7], out, probs, b[10], b[11], b[12])
+    kv_row = numba.carray(_void_ptr(b[14]), (B,), np.int64)
+    order = numba.carray(_void_ptr(b[15]), (B * H,), np.int64)
+    _attend_one(q, k, v, b[7], out, probs, b[10], b[11], b[12], kv_row, order)
 
 
 @numba.cfunc(types.void(types.intp), cache=True)
 def _attend_task(addr):
     """_attend_block of the block at addr, as a C function for a worker (ocr_base.threads.run_native)."""
-    _attend_block(numba.carray(_void_ptr(addr), (13,), np.int64))
+    _attend_block(numba.carray(_void_ptr(addr), (16,), np.int64))
 
 
-def attend_one(q, k, v, n, no_blas=False):
+def attend_one(q, k, v, n, no_blas=False, rows=None):
     """Fast attend_one_ref: fused scores + softmax + weighted sum for a one-token decode step.
     When a call reads many megabytes of cached K/V (cross-attention of a batch or of beams),
     the (batch, head) pairs are split over the worker threads: 12 layers of 4 x 16 heads over
@@ -456,22 +461,31 @@ def attend_one(q, k, v, n, no_blas=False):
     size) the hand-offs cost what they save, so that stays serial, unless no_blas (a step of
     8/16-bit weights, which calls no OpenBLAS): then it is split as native tasks from
     ATTEND_NO_BLAS_MIN_BYTES on (measured above).
+    rows (B,): row b attends to K/V row rows[b] (the beams of one image share theirs); the pairs
+    sharing K/V then run one after another, so the keys and values come from memory once.
 
-    q (B, H, hd), k/v (B, H, T_max, hd) -> out (B, H, hd), probs (B, H, n)
+    q (B, H, hd), k/v (B_kv, H, T_max, hd) -> out (B, H, hd), probs (B, H, n)
     """
     B, H, hd = q.shape
     out = np.empty((B, H, hd), np.float32)
     probs = np.empty((B, H, n), np.float32)
     q = np.ascontiguousarray(q, np.float32)
-    parts = n_workers() if 2 * B * H * n * hd * 4 >= ATTEND_PARALLEL_MIN_BYTES else 1
+    if rows is None:
+        kv_row, order = np.arange(B, dtype=np.int64), np.arange(B * H, dtype=np.int64)
+    else:  # pairs by (K/V row, head, batch row)
+        kv_row = np.ascontiguousarray(rows, np.int64)
+        b = np.repeat(np.arange(B), H)
+        order = np.lexsort((b, np.tile(np.arange(H), B), kv_row[b])).astype(np.int64)
+    nbytes = 2 * B * H * n * hd * 4  # the K/V each pair reads (from memory, or from cache for the shared ones)
+    parts = n_workers() if nbytes >= ATTEND_PARALLEL_MIN_BYTES else 1
     ahead = -(-ATTEND_PREFETCH_BYTES // (hd * k.itemsize)) if ATTEND_PREFETCH_BYTES and hd else 0
-    nbytes = 2 * B * H * n * hd * 4
     if nbytes >= (ATTEND_NO_BLAS_MIN_BYTES if no_blas else ATTEND_NATIVE_MIN_BYTES) and n_workers() > 1 and k.dtype == v.dtype == np.float32 \
             and k.flags.c_contiguous and v.flags.c_contiguous and k.shape == v.shape:
         head = [q.ctypes.data, B, H, hd, k.ctypes.data, v.ctypes.data, k.shape[2], n, out.ctypes.data,
                 probs.ctypes.data]
-        blocks = [np.array(head + [r0, r1, ahead], np.int64) for r0, r1 in split(B * H, n_workers())]
+        tail = [k.shape[0], kv_row.ctypes.data, order.ctypes.data]
+        blocks = [np.array(head + [r0, r1, ahead] + tail, np.int64) for r0, r1 in split(B * H, n_workers())]
         run_native(_attend_task.address, _attend_block, blocks)
         return out, probs
-    run_parts(lambda r: _attend_one(q, k, v, n, out, probs, r[0], r[1], ahead), split(B * H, parts))
+    run_parts(lambda r: _attend_one(q, k, v, n, out, probs, r[0], r[1], ahead, kv_row, order), split(B * H, parts))
     return out, probs
