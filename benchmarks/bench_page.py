@@ -32,9 +32,27 @@ set_num_threads, ORT intra-op threads, all the same.
 Needs the test extras (torch, transformers, OpenCV, EasyOCR's files) and the bench extra
 (onnxruntime, onnx, onnxscript); ~3 GB of $TMPDIR.
 
-Measured 2026-12-03 on a 2-core Intel Xeon VM (family 6 model 167: AVX-512 VNNI/BF16, AMX; OpenBLAS
-SkylakeX, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), --threads 2 --repeat 2 --work-dir, nothing else
-running (load ~2), one-row jobs from kept chunk tables:
+Measured 2026-12-03 (a later session) on a 2-core Intel Xeon VM of the same kind (family 6 model 167;
+OpenBLAS SkylakeX, both unset), --threads 2 --repeat 2 --work-dir, nothing else running (load ~2),
+after the one-row prefetch spread over the dot loop, 512 KB chunks, 2-64 rows as native chunks
+(kernels_q) and the beams sharing their image's cross K/V (decoder.KVCache.cross_rows):
+
+    seconds per page              page  detector  recognition  / torch
+    ours float32                 17.22      3.39        13.82     0.81
+    ours bfloat16                15.19      2.50        12.69     0.72
+    ours int8                    15.26      2.66        12.59     0.72
+    ours int8-encoder             9.27      2.53         6.75     0.44
+    ours float32, batch 8        17.07      2.53        14.54     0.81
+    ours bfloat16, batch 32      14.70      2.86        11.85     0.70
+    ours int8, batch 32          14.56      2.55        12.02     0.69
+    ours int8-encoder, batch 32   9.44      2.46         6.98     0.45
+    torch                        21.14      4.63        16.51     1.00
+    ORT float32                  19.49      2.91        16.58     0.92
+    ORT int8                     13.73      2.93        10.80     0.65
+
+(ours int8-encoder 0.68x ORT int8; the first pass: the same 9.27 s, torch 21.14, ORT int8 16.62.)
+
+The session before, same day, same kind of VM, one-row jobs from kept chunk tables:
 
     seconds per page              page  detector  recognition  / torch
     ours float32                 18.91      3.64        15.27     1.19

@@ -41,7 +41,13 @@ machines don't, so run it once as is and once with `env -u OPENBLAS_CORETYPE -u 
 Times vary run to run (about +-15% on a shared VM): compare the ratios taken in one run, and check
 `uptime` first. Needs torch + transformers (the test extras) and ~6 GB of free disk in $TMPDIR.
 
-Measured 2026-12-03 (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16
+Measured 2026-12-03, a later session (same command and kind of VM), three runs after the one-row
+prefetch spread over the dot loop and 512 KB chunks (the last two also with 2-64 rows as native chunks
+and the beams sharing their cross K/V): float32 token 36.6-38.8 ms, 4-row step 64.1-68.7 ms; bfloat16
+0.54-0.57 / 0.50-0.51, int8 0.35 / 0.40-0.42 of those; beam 4 / greedy float32 1.47-1.51, bfloat16
+1.16-1.27, int8 1.20-1.46; RSS / file 1.19 / 1.30 / 1.43, less the ~177 MB at start 1.05 / 1.09 /
+1.12, line freed 1.00 / 1.01-1.02 / 1.01-1.02.
+The session before (--configs base --dtype bfloat16 int8 --no-torch --repeat 3 --tokens 16
 --threads 2), 2-core Intel Xeon VM (family 6 model 167, AMX; OpenBLAS SkylakeX, both unset), nothing
 else running, four runs, one-row jobs from kept chunk tables in the last three: float32 token
 36.8-42.5 ms, 4-row step 65.5-75.2 ms; bfloat16 0.70-0.76 / 0.55-0.61, int8 0.44-0.47 / 0.49-0.53 of
