@@ -260,6 +260,13 @@ def test_reorder_cache(built):
     assert c.cross_rows.tolist() == [0, 0, 1, 1, 2, 2]
     got = decoder_forward(params, cfg, np.repeat(ids[:, 5:6], 2, axis=0), c)
     assert _maxdiff(got[::2], decoder_forward(params, cfg, ids, init_cache(params, cfg, enc, 8))[:, 5:6]) < TOL
+    # several new tokens at once over shared cross K/V (the masked attention path, not attend_one)
+    d = init_cache(params, cfg, enc, 8)
+    decoder_forward(params, cfg, ids[:, :4], d)
+    reorder_cache(d, np.array([2, 2, 0, 1]))
+    got = decoder_forward(params, cfg, ids[[2, 2, 0, 1], 4:6], d)
+    want = decoder_forward(params, cfg, ids[[2, 2, 0, 1]], init_cache(params, cfg, enc[[2, 2, 0, 1]], 8))[:, 4:6]
+    assert _maxdiff(got, want) < TOL
 
 
 def test_decoder_bad_input(built):
