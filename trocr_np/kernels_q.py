@@ -79,18 +79,21 @@ caller waiting, and every output is the same float32 whoever computes it. (Where
 fit that layout, one contiguous slice per worker, the first on the calling thread: `run_parts`.)
 The matrices of a base token alone, 1 row, 2 threads, alternating in one process (Intel VM, load
 1.5): bf16 25.2 -> 23.2 ms (18.0 -> 19.6 GB/s), int8 14.5 -> 13.3 (15.7 -> 17.2); chunks of 128 or
-512 KB the same then. 2026-12-03 (Intel VM, family 6 model 167, load < 1), the same 97 matrices:
+512 KB the same then. Whole decode steps, base, 1 row, 2 threads, the old hand-offs
+(ThreadPoolExecutor, static halves) against these, alternating in one process: per token (minimum
+of 36-45 steps) bf16 35.5 -> 33.9 ms, int8 26.2 -> 23.2 (load 0.1-0.5; float32 43.2), and bf16 33.5
+-> 33.1, int8 23.5 -> 20.8 (load 1.5; float32 39.9); ocr_base/threads.py has the hand-offs alone
+and under load.
+
+2026-12-03 (Intel VM, family 6 model 167, load < 1), the same 97 matrices:
 the one-row kernel's prefetch moved from a burst per row (each row's 16-32 lines at once, 16 KB
 ahead) into the dot loop, one `prefetcht2` beside each 64-byte line's load, PREFETCH_BYTES (6 KB)
 on, as the tile kernel does: bf16 21.6 -> 18.9 ms at 16 KB ahead, 17.0-18.0 at 4-6 KB (32 KB: 20.0;
-prefetcht0 instead: 20.6-20.9; no locality hint: 43), int8 11.2 -> 9.6; with that, chunks of 512
+prefetcht0 instead: 20.6-20.9; prefetchnta: 43), int8 11.2 -> 9.6; with that, chunks of 512
 KB instead of 128 pay (a worker's stream restarts less often): bf16 16.8 -> 15.9, int8 8.6 -> 7.9
-(256 KB between, 1-2 MB worse). So one row reads ~29 GB/s, float32 sgemv's bandwidth (its 910 MB
+(256 KB between; 1 MB bf16 the same, int8 9.6; 2 MB both worse). So one row reads ~29 GB/s, float32 sgemv's bandwidth (its 910 MB
 in 31 ms). The 2+ row calls went from `run_parts` to the same native chunks: 4 rows bf16 27.0 ->
-24.3 ms, int8 18.6 -> 15.4; 16 rows 57.9 -> 55.5 and 48.4 -> 44.6. Whole decode steps, base, 1 row, 2 threads, the old hand-offs (ThreadPoolExecutor,
-static halves) against these, alternating in one process: per token (minimum of 36-45 steps) bf16
-35.5 -> 33.9 ms, int8 26.2 -> 23.2 (load 0.1-0.5; float32 43.2), and bf16 33.5 -> 33.1, int8 23.5 ->
-20.8 (load 1.5; float32 39.9); ocr_base/threads.py has the hand-offs alone and under load.
+24.3 ms, int8 18.6 -> 15.4; 16 rows 57.9 -> 55.5 and 48.4 -> 44.6.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
