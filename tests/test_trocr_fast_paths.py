@@ -234,6 +234,10 @@ def test_attend_one_shared_rows_equal_copied_rows(split, monkeypatch):
             assert np.array_equal(o, o1) and np.array_equal(p, p1)
             o_ref, p_ref = kernels.attend_one_ref(q, k[rows], v[rows], n)
             assert _maxdiff(o, o_ref) < TOL and _maxdiff(p, p_ref) < 1e-6
+    q = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    for bad in ([0, 3], [-1, 0], [0]):  # past the K/V rows, negative, not one per row: an error, no stray read
+        with pytest.raises(ValueError, match="K/V row"):
+            kernels.attend_one(q, k, v, 9, rows=np.array(bad))
 
 
 @pytest.mark.parametrize("threaded", [True, False])

@@ -474,6 +474,8 @@ def attend_one(q, k, v, n, no_blas=False, rows=None):
         kv_row, order = np.arange(B, dtype=np.int64), np.arange(B * H, dtype=np.int64)
     else:  # pairs by (K/V row, head, batch row)
         kv_row = np.ascontiguousarray(rows, np.int64)
+        if kv_row.shape != (B,) or (B and (kv_row.min() < 0 or kv_row.max() >= k.shape[0])):
+            raise ValueError(f"rows {kv_row.shape} must give each of the {B} rows a K/V row in [0, {k.shape[0]})")
         b = np.repeat(np.arange(B), H)
         order = np.lexsort((b, np.tile(np.arange(H), B), kv_row[b])).astype(np.int64)
     nbytes = 2 * B * H * n * hd * 4  # the K/V each pair reads (from memory, or from cache for the shared ones)

@@ -91,9 +91,10 @@ ahead) into the dot loop, one `prefetcht2` beside each 64-byte line's load, PREF
 on, as the tile kernel does: bf16 21.6 -> 18.9 ms at 16 KB ahead, 17.0-18.0 at 4-6 KB (32 KB: 20.0;
 prefetcht0 instead: 20.6-20.9; prefetchnta: 43), int8 11.2 -> 9.6; with that, chunks of 512
 KB instead of 128 pay (a worker's stream restarts less often): bf16 16.8 -> 15.9, int8 8.6 -> 7.9
-(256 KB between; 1 MB bf16 the same, int8 9.6; 2 MB both worse). So one row reads ~29 GB/s, float32 sgemv's bandwidth (its 910 MB
-in 31 ms). The 2+ row calls went from `run_parts` to the same native chunks: 4 rows bf16 27.0 ->
-24.3 ms, int8 18.6 -> 15.4; 16 rows 57.9 -> 55.5 and 48.4 -> 44.6.
+(256 KB between; 1 MB bf16 the same, int8 9.6; 2 MB both worse). So one row reads ~29 GB/s,
+float32 sgemv's bandwidth (its 910 MB in 31 ms). The 2+ row calls went from `run_parts` to the
+same native chunks: 4 rows bf16 27.0 -> 24.3 ms, int8 18.6 -> 15.4; 16 rows 57.9 -> 55.5 and 48.4
+-> 44.6.
 
 Conversions (exact):
   bfloat16  the bits are the top half of a float32: f32 bits = b << 16
@@ -167,12 +168,13 @@ def _ir_vectors(builder, kind, lanes):
 
 
 def _dot_v16(kind):
-    """An intrinsic dot(x_addr, w_addr, n) -> float32: sum over the first 64 n elements of x (float32)
-    times a stored weight row (bfloat16 bits / float16 / int8, before the int8 scale), written in
-    LLVM IR with explicit 16-lane vectors: LLVM's own vectoriser picks 8 lanes on Intel server CPUs
-    (module docstring), and one row is all conversion and FMA. Four accumulators hide the FMA
-    latency; the lanes are summed pairwise at the end. Generic IR: a CPU without AVX-512 gets it
-    as 8-lane halves."""
+    """An intrinsic dot(x_addr, w_addr, n, pf_off) -> float32: sum over the first 64 n elements of x
+    (float32) times a stored weight row (bfloat16 bits / float16 / int8, before the int8 scale),
+    each 64-byte line of weights loaded beside a prefetch pf_off bytes further on (0: that line
+    itself, a no-op), written in LLVM IR with explicit 16-lane vectors: LLVM's own vectoriser picks
+    8 lanes on Intel server CPUs (module docstring), and one row is all conversion and FMA. Four
+    accumulators hide the FMA latency; the lanes are summed pairwise at the end. Generic IR: a CPU
+    without AVX-512 gets it as 8-lane halves."""
     @intrinsic
     def dot(typingctx, x_addr, w_addr, n, pf_off):
         sig = types.float32(types.intp, types.intp, types.intp, types.intp)
